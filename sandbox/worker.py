@@ -1,0 +1,137 @@
+"""The tenant worker: runs ONNX Runtime on model bytes the supervisor verified.
+
+The worker is untrusted. It never opens a model path: models arrive as bytes inside a
+``LoadModel`` frame. It answers frames in order on one socket; every frame carries an id
+so the supervisor can keep several requests in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+
+import numpy as np
+import onnxruntime as ort
+
+from protos import worker_pb2 as pb
+from sandbox.dtypes import NUMPY_TO_OIP, OIP_TO_NUMPY
+from sandbox.framing import read_frame, write_frame
+
+# The largest frame the worker accepts. Model bytes travel in one frame, so this bounds
+# the model size a worker will ever allocate for.
+MAX_INBOUND_FRAME = 2**31 - 1
+
+_Code = pb.WorkerError.Code
+
+
+class _BadRequest(Exception):
+    """The request cannot be run as given."""
+
+
+class Worker:
+    """Holds the loaded sessions and answers one frame at a time."""
+
+    def __init__(self, intra_op_threads: int, confinement: list[str]) -> None:
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._threads = intra_op_threads
+        self._confinement = confinement
+        self._handlers: dict[str, Callable[[pb.ToWorker], pb.FromWorker]] = {
+            "load": self._load,
+            "unload": self._unload,
+            "infer": self._infer,
+            "ping": lambda _msg: pb.FromWorker(pong=pb.Pong()),
+        }
+
+    def hello(self) -> pb.FromWorker:
+        return pb.FromWorker(
+            id=0,
+            hello=pb.Hello(
+                pid=os.getpid(),
+                onnxruntime_version=ort.__version__,
+                confinement=self._confinement,
+            ),
+        )
+
+    def handle(self, msg: pb.ToWorker) -> pb.FromWorker:
+        case = msg.WhichOneof("body")
+        handler = self._handlers.get(case or "")
+        try:
+            if handler is None:
+                raise _BadRequest(f"frame without a known body: {case!r}")
+            reply = handler(msg)
+        except _BadRequest as exc:
+            reply = _error(_Code.BAD_REQUEST, str(exc))
+        except Exception as exc:  # noqa: BLE001 - reported to the supervisor, never to a client
+            reply = _error(_Code.INTERNAL, f"{type(exc).__name__}: {exc}")
+        reply.id = msg.id
+        return reply
+
+    def _load(self, msg: pb.ToWorker) -> pb.FromWorker:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            session = ort.InferenceSession(
+                msg.load.onnx, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # noqa: BLE001 - any ORT load failure is LOAD_FAILED
+            return _error(_Code.LOAD_FAILED, f"{type(exc).__name__}: {exc}")
+        self._sessions[msg.load.model_key] = session
+        return pb.FromWorker(
+            loaded=pb.ModelLoaded(model_key=msg.load.model_key, providers=session.get_providers())
+        )
+
+    def _unload(self, msg: pb.ToWorker) -> pb.FromWorker:
+        self._sessions.pop(msg.unload.model_key, None)
+        return pb.FromWorker(pong=pb.Pong())
+
+    def _infer(self, msg: pb.ToWorker) -> pb.FromWorker:
+        request = msg.infer
+        session = self._sessions.get(request.model_key)
+        if session is None:
+            return _error(_Code.NOT_LOADED, f"model {request.model_key} is not loaded")
+        feeds = {t.name: _to_array(t) for t in request.inputs}
+        try:
+            arrays = session.run(list(request.outputs), feeds)
+        except Exception as exc:  # noqa: BLE001 - e.g. a shape the graph rejects at run time
+            raise _BadRequest(f"{type(exc).__name__}: {exc}") from exc
+        result = pb.InferResult()
+        for name, array in zip(request.outputs, arrays, strict=True):
+            result.outputs.append(_from_array(name, np.asarray(array)))
+        return pb.FromWorker(result=result)
+
+
+def _error(code: int, detail: str) -> pb.FromWorker:
+    return pb.FromWorker(error=pb.WorkerError(code=code, detail=detail[:2000]))
+
+
+def _to_array(tensor: pb.Tensor) -> np.ndarray:
+    dtype = OIP_TO_NUMPY.get(tensor.datatype)
+    if dtype is None:
+        raise _BadRequest(f"input {tensor.name!r} has unknown datatype {tensor.datatype!r}")
+    try:
+        return np.frombuffer(tensor.data, dtype=dtype).reshape(tuple(tensor.shape))
+    except ValueError as exc:
+        raise _BadRequest(f"input {tensor.name!r}: {exc}") from exc
+
+
+def _from_array(name: str, array: np.ndarray) -> pb.Tensor:
+    datatype = NUMPY_TO_OIP.get(array.dtype)
+    if datatype is None:
+        raise _BadRequest(f"output {name!r} has dtype {array.dtype}, which OIP cannot carry")
+    data = np.ascontiguousarray(array, dtype=OIP_TO_NUMPY[datatype]).tobytes()
+    return pb.Tensor(name=name, datatype=datatype, shape=array.shape, data=data)
+
+
+def serve(sock: socket.socket, intra_op_threads: int, confinement: list[str]) -> int:
+    """Answer frames on ``sock`` until the supervisor closes it; return an exit status."""
+    worker = Worker(intra_op_threads, confinement)
+    write_frame(sock, worker.hello().SerializeToString())
+    while True:
+        payload = read_frame(sock, MAX_INBOUND_FRAME)
+        if payload is None:
+            return 0
+        reply = worker.handle(pb.ToWorker.FromString(payload))
+        write_frame(sock, reply.SerializeToString())

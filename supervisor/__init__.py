@@ -1,0 +1,1 @@
+"""IRE's supervisor: the trusted side. Identity, policy, quotas, registry, audit, gRPC."""

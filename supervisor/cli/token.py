@@ -1,0 +1,48 @@
+"""``ire token``: issue tenant tokens and print the issuer's public keys."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from supervisor.cli._common import open_home
+from supervisor.errors import InvalidInputError
+
+SCOPES = ("predict", "admin")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("token", help="issue tokens, show the JWKS")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    issue = actions.add_parser("issue", help="print a signed JWT for a tenant")
+    issue.add_argument("--tenant", required=True)
+    issue.add_argument("--ttl", type=int, help="lifetime in seconds (default: auth.default_ttl_seconds)")
+    issue.add_argument("--scope", choices=SCOPES, action="append", help="repeatable; default predict")
+    issue.add_argument("--subject", help="the principal (default: TENANT-cli)")
+    issue.set_defaults(run=run_issue)
+    jwks = actions.add_parser("jwks", help="print the issuer's public JWKS")
+    jwks.set_defaults(run=run_jwks)
+
+
+def run_issue(args: argparse.Namespace) -> int:
+    home = open_home(args)
+    settings = home.settings()
+    home.registry().get_tenant(args.tenant)
+    ttl = args.ttl if args.ttl is not None else settings.auth.default_ttl_seconds
+    if not 0 < ttl <= settings.auth.max_ttl_seconds:
+        raise InvalidInputError(f"--ttl {ttl} is out of range; expected 1..{settings.auth.max_ttl_seconds}")
+    token = home.issuer_key().issue(
+        issuer=settings.auth.issuer,
+        audience=settings.auth.audience,
+        subject=args.subject or f"{args.tenant}-cli",
+        tenant=args.tenant,
+        scopes=args.scope or ["predict"],
+        ttl_seconds=ttl,
+    )
+    print(token)
+    return 0
+
+
+def run_jwks(args: argparse.Namespace) -> int:
+    print(json.dumps(json.loads(open_home(args).jwks_path.read_text()), indent=2))
+    return 0

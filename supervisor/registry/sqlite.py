@@ -1,0 +1,184 @@
+"""The embedded registry of tenants and models, in SQLite.
+
+The CLI and a running supervisor open the same file. Lookups on the prediction path are
+cached in memory and the cache is dropped whenever ``PRAGMA data_version`` says another
+connection changed the database, so ``ire model register`` is seen without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from supervisor.errors import AlreadyExistsError, ModelNotFoundError, TenantNotFoundError
+from supervisor.modelgraph import TensorSpec
+from supervisor.registry.records import (
+    ModelRecord,
+    Tenant,
+    check_model_name,
+    check_tenant_name,
+    check_tier,
+    check_version,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenants (
+    name TEXT PRIMARY KEY,
+    tier TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS models (
+    tenant TEXT NOT NULL REFERENCES tenants(name),
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    byte_size INTEGER NOT NULL,
+    inputs TEXT NOT NULL,
+    outputs TEXT NOT NULL,
+    registered_at REAL NOT NULL,
+    PRIMARY KEY (tenant, name, version)
+);
+"""
+
+
+def _specs_to_json(specs: tuple[TensorSpec, ...]) -> str:
+    return json.dumps([{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in specs])
+
+
+def _specs_from_json(text: str) -> tuple[TensorSpec, ...]:
+    return tuple(TensorSpec(d["name"], d["datatype"], tuple(d["shape"])) for d in json.loads(text))
+
+
+def _model(row: sqlite3.Row) -> ModelRecord:
+    return ModelRecord(
+        tenant=row["tenant"],
+        name=row["name"],
+        version=row["version"],
+        sha256=row["sha256"],
+        byte_size=row["byte_size"],
+        inputs=_specs_from_json(row["inputs"]),
+        outputs=_specs_from_json(row["outputs"]),
+        registered_at=row["registered_at"],
+    )
+
+
+class Registry:
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self._cache: dict[tuple[str, ...], Any] = {}
+        self._version = -1
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _cached(self) -> dict[tuple[str, ...], Any]:
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._cache.clear()
+            self._version = version
+        return self._cache
+
+    # Tenants
+
+    def create_tenant(self, name: str, tier: str = "standard") -> Tenant:
+        tenant = Tenant(check_tenant_name(name), check_tier(tier), time.time())
+        try:
+            self._db.execute(
+                "INSERT INTO tenants (name, tier, created_at) VALUES (?, ?, ?)",
+                (tenant.name, tenant.tier, tenant.created_at),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExistsError(f"tenant {name!r} exists already") from exc
+        self._cache.clear()
+        return tenant
+
+    def get_tenant(self, name: str) -> Tenant:
+        cache = self._cached()
+        key = ("tenant", name)
+        if key not in cache:
+            row = self._db.execute("SELECT * FROM tenants WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise TenantNotFoundError(f"tenant {name!r} does not exist")
+            cache[key] = Tenant(row["name"], row["tier"], row["created_at"])
+        tenant: Tenant = cache[key]
+        return tenant
+
+    def list_tenants(self) -> list[Tenant]:
+        rows = self._db.execute("SELECT * FROM tenants ORDER BY name").fetchall()
+        return [Tenant(r["name"], r["tier"], r["created_at"]) for r in rows]
+
+    # Models
+
+    def add_model(self, record: ModelRecord) -> None:
+        self.get_tenant(record.tenant)
+        check_model_name(record.name)
+        check_version(record.version)
+        try:
+            self._db.execute(
+                "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.tenant,
+                    record.name,
+                    record.version,
+                    record.sha256,
+                    record.byte_size,
+                    _specs_to_json(record.inputs),
+                    _specs_to_json(record.outputs),
+                    record.registered_at,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExistsError(
+                f"model {record.name!r} version {record.version!r} exists already for tenant {record.tenant!r}"
+            ) from exc
+        self._cache.clear()
+
+    def find_model(self, tenant: str, name: str, version: str = "") -> ModelRecord:
+        """The tenant's model ``name`` at ``version``, or its latest version when empty.
+
+        Only the tenant's own namespace is searched: another tenant's model is reported
+        exactly like a missing one, so its existence does not leak.
+        """
+        cache = self._cached()
+        key = ("model", tenant, name, version)
+        if key not in cache:
+            if version:
+                row = self._db.execute(
+                    "SELECT * FROM models WHERE tenant = ? AND name = ? AND version = ?",
+                    (tenant, name, version),
+                ).fetchone()
+            else:
+                row = self._db.execute(
+                    "SELECT * FROM models WHERE tenant = ? AND name = ? "
+                    "ORDER BY registered_at DESC, rowid DESC LIMIT 1",
+                    (tenant, name),
+                ).fetchone()
+            if row is None:
+                shown = f"{name!r} version {version!r}" if version else repr(name)
+                raise ModelNotFoundError(f"model {shown} not found")
+            cache[key] = _model(row)
+        record: ModelRecord = cache[key]
+        return record
+
+    def model_versions(self, tenant: str, name: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT version FROM models WHERE tenant = ? AND name = ? ORDER BY registered_at",
+            (tenant, name),
+        ).fetchall()
+        return [r["version"] for r in rows]
+
+    def list_models(self, tenant: str | None = None) -> list[ModelRecord]:
+        if tenant is None:
+            rows = self._db.execute("SELECT * FROM models ORDER BY tenant, name, registered_at").fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM models WHERE tenant = ? ORDER BY name, registered_at", (tenant,)
+            ).fetchall()
+        return [_model(r) for r in rows]

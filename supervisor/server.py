@@ -1,0 +1,110 @@
+"""``ire serve``: assemble the runtime from a home and serve it until told to stop.
+
+Start-up order matters: the launcher (fork server) starts before the gRPC server creates
+its threads. Shutdown is graceful: readiness goes to NOT_SERVING, calls in flight get
+``server.grace_seconds`` to finish, then workers and the launcher stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from protos.inference import grpc_predict_v2_pb2 as oip
+from protos.inference import grpc_predict_v2_pb2_grpc as oip_grpc
+from supervisor.audit import AuditWriter
+from supervisor.errors import ConfigError
+from supervisor.home import Home
+from supervisor.service import InferenceService
+from supervisor.transport.grpc_inference import InferenceServicer
+from supervisor.workers import LauncherClient, WorkerPool
+
+log = structlog.get_logger(__name__)
+
+OIP_SERVICE = oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+
+
+def ire_version() -> str:
+    try:
+        return version("ire")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+async def serve(
+    home: Home,
+    listen: str | None = None,
+    *,
+    on_ready: Callable[[int], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or ``stop`` is set)."""
+    settings = home.settings()
+    listen = listen or settings.server.listen
+    verifier = home.verifier(settings)
+    registry = home.registry()
+    audit = AuditWriter(home.audit_dir)
+    launcher = LauncherClient.start()
+    log.info("launcher ready", pid=launcher.pid, onnxruntime=launcher.ready.onnxruntime_version)
+    loop = asyncio.get_running_loop()
+    pool = WorkerPool(launcher, settings)
+    pool.attach(loop)
+    service = InferenceService(settings, verifier, registry, home.store(), pool)
+    servicer = InferenceServicer(service, audit, ire_version())
+
+    # gRPC's own bound is above ours so that an oversized request reaches the handler and
+    # gets INVALID_ARGUMENT with the limit named; it still caps what the server buffers.
+    wire_limit = settings.server.max_request_bytes * 2 + 1024 * 1024
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", wire_limit),
+            ("grpc.max_send_message_length", wire_limit),
+            # Likewise for headers: an oversized token reaches the verifier and is refused
+            # as UNAUTHENTICATED; headers beyond this are dropped by gRPC itself.
+            ("grpc.max_metadata_size", settings.auth.max_token_bytes * 4 + 8192),
+        ]
+    )
+    oip_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [OIP_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+    )
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        await pool.close()
+        raise ConfigError(f"cannot listen on {listen}: {exc}") from exc
+    if port == 0:
+        await pool.close()
+        raise ConfigError(f"cannot listen on {listen}")
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread: the caller stops us through `stop`
+    await server.start()
+    for name in ("", OIP_SERVICE):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving", listen=listen, port=port)
+    if on_ready is not None:
+        on_ready(port)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping", grace_seconds=settings.server.grace_seconds)
+        servicer.ready = False
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(settings.server.grace_seconds)
+        await pool.close()
+        audit.close()
+        registry.close()
+        log.info("stopped")

@@ -1,0 +1,140 @@
+"""The one settings object, read from the home's ``config.toml`` and validated at start.
+
+Unknown sections or keys are errors, so a typo cannot silently leave a default in force.
+Every bound IRE enforces is a named field here, with its reason beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from supervisor.errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    # Address `ire serve` listens on when --listen is not given.
+    listen: str = "127.0.0.1:8001"
+    # Largest ModelInfer request accepted; bigger ones are INVALID_ARGUMENT. Bounds the
+    # memory one call can make the supervisor hold.
+    max_request_bytes: int = 16 * MiB
+    # Seconds to let calls in flight finish on SIGTERM before they are cancelled.
+    grace_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    # Expected `iss` claim of tenant tokens.
+    issuer: str = "ire"
+    # Expected `aud` claim of tenant tokens.
+    audience: str = "ire"
+    # Tokens longer than this are refused before parsing (memory and CPU bound).
+    max_token_bytes: int = 8192
+    # Allowed clock skew when checking `exp` and `iat`, in seconds.
+    leeway_seconds: int = 30
+    # Lifetime of tokens issued by `ire token issue` when --ttl is not given.
+    default_ttl_seconds: int = 3600
+    # Longest lifetime a token may have (exp - iat); longer ones are refused.
+    max_ttl_seconds: int = 31 * 86400
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    # Largest element count of one input or output tensor (bounds decode work).
+    max_tensor_elements: int = 16 * MiB
+    # Largest model accepted at registration and load.
+    max_model_bytes: int = 1024 * MiB
+    # Largest frame accepted from a worker: the bound on an untrusted reply.
+    max_worker_frame_bytes: int = 256 * MiB
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    # Live worker processes at most; an idle one is stopped to make room.
+    max_workers: int = 64
+    # ONNX Runtime intra-op threads per worker.
+    intra_op_threads: int = 1
+    # Seconds a worker has to start and greet the supervisor.
+    start_timeout_seconds: float = 30.0
+    # Seconds one prediction may take in a worker before the worker is stopped.
+    call_timeout_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    workers: WorkerSettings = field(default_factory=WorkerSettings)
+
+
+_SECTION_TYPES = {
+    "server": ServerSettings,
+    "auth": AuthSettings,
+    "limits": LimitSettings,
+    "workers": WorkerSettings,
+}
+
+
+def _check_value(where: str, expected: Any, value: Any) -> Any:
+    if expected == "float" and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    kinds = {"int": int, "float": float, "str": str, "bool": bool}
+    kind = kinds[expected]
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        raise ConfigError(f"{where}: got {type(value).__name__} {value!r}, expected {expected}")
+    if kind in (int, float) and value <= 0:
+        raise ConfigError(f"{where}: got {value!r}, expected a positive number")
+    if kind is str and not value:
+        raise ConfigError(f"{where}: got an empty string, expected a value")
+    return value
+
+
+def parse_settings(raw: dict[str, Any], source: str = "config") -> Settings:
+    """Validate a parsed TOML document into :class:`Settings`."""
+    sections: dict[str, Any] = {}
+    for name, table in raw.items():
+        cls = _SECTION_TYPES.get(name)
+        if cls is None:
+            raise ConfigError(f"{source}: unknown section [{name}]; known: {sorted(_SECTION_TYPES)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table, got {type(table).__name__}")
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in table.items():
+            if key not in fields:
+                raise ConfigError(f"{source}: unknown key {name}.{key}; known: {sorted(fields)}")
+            values[key] = _check_value(f"{source}: {name}.{key}", fields[key], value)
+        sections[name] = cls(**values)
+    return Settings(**sections)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate ``path``."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"no config file at {path}; run `ire init` first") from exc
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    return parse_settings(raw, str(path))
+
+
+def render_settings(settings: Settings) -> str:
+    """TOML text for ``settings``, every field written out so the file documents itself."""
+    lines = ["# IRE configuration. Unknown keys are refused; see supervisor/settings.py for each field."]
+    for name in _SECTION_TYPES:
+        lines.append(f"\n[{name}]")
+        section = getattr(settings, name)
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            text = f'"{value}"' if isinstance(value, str) else repr(value).lower() if isinstance(value, bool) else repr(value)
+            lines.append(f"{f.name} = {text}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Network edges: gRPC servicers and the error-to-status table."""
