@@ -127,6 +127,8 @@ class WorkerConnection:
             self._writer.write(encode_frame(message.SerializeToString()))
             await self._writer.drain()
             return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            raise  # a subclass of OSError, but the connection itself is fine
         except (ConnectionError, OSError) as exc:
             self._fail(WorkerCrashedError(str(exc)))
             raise WorkerCrashedError(f"worker {self.pid} connection failed") from exc

@@ -1,0 +1,96 @@
+"""The supervisor's end of a worker connection, against a hostile peer on a real socketpair."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+import pytest
+
+from protos import worker_pb2 as pb
+from sandbox.framing import encode_frame, read_frame
+from supervisor.errors import WorkerCrashedError, WorkerProtocolError
+from supervisor.workers.connection import WorkerConnection
+
+
+def _hello() -> bytes:
+    return encode_frame(pb.FromWorker(id=0, hello=pb.Hello(pid=1)).SerializeToString())
+
+
+async def _open(peer_first: bytes, max_frame: int = 1024) -> tuple[WorkerConnection, socket.socket]:
+    ours, theirs = socket.socketpair()
+    theirs.sendall(peer_first)
+    conn = await WorkerConnection.open(1234, ours, max_frame, timeout=5)
+    return conn, theirs
+
+
+def _ping() -> pb.ToWorker:
+    return pb.ToWorker(ping=pb.Ping())
+
+
+async def test_oversized_frame_from_worker_ends_connection() -> None:
+    conn, peer = await _open(_hello())
+    call = asyncio.create_task(conn.request(_ping(), timeout=5))
+    await asyncio.sleep(0.05)
+    peer.sendall(struct.pack(">I", 10**9))  # announces 1 GB: refused before allocation
+    with pytest.raises(WorkerCrashedError):
+        await call
+    assert not conn.alive
+    peer.close()
+
+
+async def test_unparseable_frame_ends_connection() -> None:
+    conn, peer = await _open(_hello())
+    call = asyncio.create_task(conn.request(_ping(), timeout=5))
+    await asyncio.sleep(0.05)
+    peer.sendall(encode_frame(b"\xff\xff\xff\xff"))
+    with pytest.raises(WorkerCrashedError):
+        await call
+    assert isinstance(conn._closed, WorkerProtocolError)
+    peer.close()
+
+
+async def test_reply_to_unknown_request_id_ends_connection() -> None:
+    conn, peer = await _open(_hello())
+    call = asyncio.create_task(conn.request(_ping(), timeout=5))
+    await asyncio.sleep(0.05)
+    peer.sendall(encode_frame(pb.FromWorker(id=999, pong=pb.Pong()).SerializeToString()))
+    with pytest.raises(WorkerCrashedError):
+        await call
+    peer.close()
+
+
+async def test_first_frame_must_be_hello() -> None:
+    with pytest.raises(WorkerProtocolError, match="expected 'hello'"):
+        await _open(encode_frame(pb.FromWorker(id=0, pong=pb.Pong()).SerializeToString()))
+
+
+async def test_replies_are_matched_by_id_out_of_order() -> None:
+    conn, peer = await _open(_hello())
+    first = asyncio.create_task(conn.request(_ping(), timeout=5))
+    second = asyncio.create_task(conn.request(_ping(), timeout=5))
+    await asyncio.sleep(0.05)
+    peer.setblocking(True)
+    ids = [pb.ToWorker.FromString(read_frame(peer, 1024) or b"").id for _ in range(2)]
+    for request_id in reversed(ids):
+        peer.sendall(encode_frame(pb.FromWorker(id=request_id, pong=pb.Pong()).SerializeToString()))
+    assert (await first).id == ids[0]
+    assert (await second).id == ids[1]
+    peer.close()
+
+
+async def test_late_reply_to_abandoned_call_is_dropped() -> None:
+    conn, peer = await _open(_hello())
+    with pytest.raises(TimeoutError):
+        await conn.request(_ping(), timeout=0.05)
+    peer.setblocking(True)
+    late = pb.ToWorker.FromString(read_frame(peer, 1024) or b"")
+    peer.sendall(encode_frame(pb.FromWorker(id=late.id, pong=pb.Pong()).SerializeToString()))
+    await asyncio.sleep(0.05)
+    assert conn.alive
+    call = asyncio.create_task(conn.request(_ping(), timeout=5))
+    nxt = pb.ToWorker.FromString(await asyncio.to_thread(read_frame, peer, 1024) or b"")
+    peer.sendall(encode_frame(pb.FromWorker(id=nxt.id, pong=pb.Pong()).SerializeToString()))
+    assert (await call).WhichOneof("body") == "pong"
+    peer.close()

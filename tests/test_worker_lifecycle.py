@@ -1,0 +1,120 @@
+"""Worker failures: a worker killed mid-request, replaced on the next call, and audited."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import numpy as np
+import psutil
+import pytest
+
+from supervisor.client import build_request, decode_response
+from tests.conftest import Server, make_home, start_server, stop_server
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path):
+    srv = start_server(make_home(tmp_path / "home"))
+    yield srv
+    stop_server(srv)
+
+
+def _request():
+    x = np.ones((1, 64), np.float32)
+    return build_request("mlp", {"input": x}, {"input": "FP32"})
+
+
+def _workers(server: Server) -> list[psutil.Process]:
+    """Workers are the launcher's children; the launcher is the supervisor's child."""
+    launcher = [p for p in psutil.Process(server.process.pid).children() if "sandbox.launcher" in " ".join(p.cmdline())]
+    assert len(launcher) == 1
+    return launcher[0].children()
+
+
+def _wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+def test_worker_killed_mid_request_gives_unavailable_then_recovers(fresh_server: Server) -> None:
+    server = fresh_server
+    stub = server.stub()
+    md = server.metadata()
+    stub.ModelInfer(_request(), metadata=md, timeout=30)  # start the tenant's worker
+    (worker,) = _workers(server)
+    # Freeze the worker so the next call is certainly in flight when the worker dies.
+    os.kill(worker.pid, signal.SIGSTOP)
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(stub.ModelInfer.with_call, _request(), metadata=md, timeout=30)
+        time.sleep(0.5)
+        assert not future.done(), "the call must be waiting on the frozen worker"
+        os.kill(worker.pid, signal.SIGKILL)
+        with pytest.raises(grpc.RpcError) as info:
+            future.result()
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    crashed_id = dict(info.value.trailing_metadata())["x-request-id"]
+
+    response, call = stub.ModelInfer.with_call(_request(), metadata=md, timeout=30)
+    assert decode_response(response)["output"].shape == (1, 10)
+    recovered_id = dict(call.trailing_metadata())["x-request-id"]
+    (new_worker,) = _workers(server)
+    assert new_worker.pid != worker.pid
+
+    records = {r["request_id"]: r for r in server.audit()}
+    assert (records[crashed_id]["outcome"], records[crashed_id]["status"]) == ("failed", "UNAVAILABLE")
+    assert (records[recovered_id]["outcome"], records[recovered_id]["status"]) == ("allowed", "OK")
+
+
+def test_all_calls_in_flight_fail_when_worker_dies(fresh_server: Server) -> None:
+    server = fresh_server
+    stub = server.stub()
+    md = server.metadata()
+    stub.ModelInfer(_request(), metadata=md, timeout=30)
+    (worker,) = _workers(server)
+    os.kill(worker.pid, signal.SIGSTOP)
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(stub.ModelInfer, _request(), metadata=md, timeout=30) for _ in range(4)]
+        time.sleep(0.5)
+        os.kill(worker.pid, signal.SIGKILL)
+        codes = []
+        for f in futures:
+            with pytest.raises(grpc.RpcError) as info:
+                f.result()
+            codes.append(info.value.code())
+    assert codes == [grpc.StatusCode.UNAVAILABLE] * 4
+
+
+def test_tenants_get_separate_workers(fresh_server: Server) -> None:
+    server = fresh_server
+    stub = server.stub()
+    stub.ModelInfer(_request(), metadata=server.metadata("acme"), timeout=30)
+    globex = build_request("private", {"input": np.ones((1, 64), np.float32)}, {"input": "FP32"})
+    stub.ModelInfer(globex, metadata=server.metadata("globex"), timeout=30)
+    assert len(_workers(server)) == 2
+
+
+def test_sigterm_stops_workers_and_launcher(tmp_path: Path) -> None:
+    server = start_server(make_home(tmp_path / "home"))
+    server.stub().ModelInfer(_request(), metadata=server.metadata(), timeout=30)
+    descendants = psutil.Process(server.process.pid).children(recursive=True)
+    assert len(descendants) == 2  # launcher and one worker
+    assert stop_server(server) == 0
+    _wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in descendants))
+
+
+def test_supervisor_killed_takes_workers_down(tmp_path: Path) -> None:
+    server = start_server(make_home(tmp_path / "home"))
+    server.stub().ModelInfer(_request(), metadata=server.metadata(), timeout=30)
+    descendants = psutil.Process(server.process.pid).children(recursive=True)
+    server.process.kill()
+    server.process.wait()
+    _wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in descendants))
