@@ -14,11 +14,13 @@ from protos import worker_pb2 as pb
 from protos.inference import grpc_predict_v2_pb2 as oip
 from supervisor.audit import AuditRecord
 from supervisor.auth import Principal, TokenVerifier
-from supervisor.errors import PermissionDeniedError, TenantNotFoundError, TokenInvalidError
+from supervisor.errors import ModelIntegrityError, PermissionDeniedError, TenantNotFoundError, TokenInvalidError
 from supervisor.registry import ModelRecord, ModelStore, Registry
 from supervisor.settings import Settings
 from supervisor.tensors import check_worker_outputs, decode_request, digest_tensors, encode_response
 from supervisor.workers import WorkerPool
+
+log = structlog.get_logger(__name__)
 
 PREDICT_SCOPE = "predict"
 
@@ -76,6 +78,14 @@ class InferenceService:
         self._find(principal, name, version, record)
         return True
 
+    def _load_bytes(self, model: ModelRecord) -> bytes:
+        try:
+            return self._store.read_verified(model.sha256, self._settings.limits.max_model_bytes)
+        except ModelIntegrityError as exc:
+            log.error("security event: model integrity check failed", tenant=model.tenant, model=model.name,
+                      version=model.version, error=str(exc))
+            raise
+
     async def infer(
         self, principal: Principal, request: oip.ModelInferRequest, record: AuditRecord
     ) -> oip.ModelInferResponse:
@@ -93,7 +103,7 @@ class InferenceService:
         result = await self._pool.infer(
             principal.tenant,
             model.sha256,
-            lambda: self._store.read_verified(model.sha256, limits.max_model_bytes),
+            lambda: self._load_bytes(model),
             pb.InferRequest(model_key=model.sha256, inputs=decoded.inputs, outputs=decoded.outputs),
         )
         check_worker_outputs(result, decoded.outputs, model.outputs, max_tensor_elements=limits.max_tensor_elements)

@@ -100,18 +100,19 @@ class Server:
 
         return read_records(self.home.audit_dir)
 
-    def children(self) -> list[int]:
-        import psutil
-
-        return [p.pid for p in psutil.Process(self.process.pid).children(recursive=True)]
+    def log(self) -> str:
+        return (self.home.root.parent / "serve.log").read_text()
 
 
 def start_server(home: Home, extra_env: dict[str, str] | None = None) -> Server:
     env = dict(os.environ, IRE_HOME=str(home.root), **(extra_env or {}))
+    # The server's log goes to a file: a pipe nobody drains would block the server.
+    log = (home.root.parent / "serve.log").open("a")
     process = subprocess.Popen(
         [sys.executable, "-m", "supervisor", "serve", "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=log, text=True, env=env,
     )
+    log.close()
     assert process.stdout is not None
     deadline = time.monotonic() + 60
     line = ""
@@ -123,7 +124,7 @@ def start_server(home: Home, extra_env: dict[str, str] | None = None) -> Server:
         if match:
             return Server(home, match.group(1), process)
     process.kill()
-    raise AssertionError(f"server did not start: {line!r} {process.stderr.read() if process.stderr else ''}")
+    raise AssertionError(f"server did not start: {line!r} {(home.root.parent / 'serve.log').read_text()}")
 
 
 def stop_server(server: Server) -> int:

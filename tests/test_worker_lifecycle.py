@@ -118,3 +118,25 @@ def test_supervisor_killed_takes_workers_down(tmp_path: Path) -> None:
     server.process.kill()
     server.process.wait()
     _wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in descendants))
+
+
+def test_model_swapped_in_store_is_refused_at_load(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "home")
+    record = home.registry().find_model("acme", "mlp")
+    stored = home.store_dir / f"{record.sha256}.onnx"
+    stored.chmod(0o644)
+    data = bytearray(stored.read_bytes())
+    data[-10] ^= 0xFF  # one flipped byte in the last initializer
+    stored.write_bytes(bytes(data))
+    server = start_server(home)
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            server.stub().ModelInfer(_request(), metadata=server.metadata(), timeout=30)
+        assert info.value.code() == grpc.StatusCode.INTERNAL
+        assert "sha256" not in info.value.details()
+        (record_line,) = [r for r in server.audit() if r["action"] == "predict"]
+        assert (record_line["outcome"], record_line["status"]) == ("failed", "INTERNAL")
+        assert _workers(server) == [] or all(w.is_running() for w in _workers(server))
+    finally:
+        stop_server(server)
+    assert "model integrity check failed" in server.log()
