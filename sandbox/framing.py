@@ -22,7 +22,7 @@ def encode_frame(payload: bytes) -> bytes:
 
 def parse_header(header: bytes, max_bytes: int) -> int:
     """Return the payload length announced by ``header``, refusing lengths over ``max_bytes``."""
-    (length,) = HEADER.unpack(header)
+    length: int = HEADER.unpack(header)[0]
     if length > max_bytes:
         raise FrameError(f"frame of {length} bytes announced, limit is {max_bytes}")
     return length

@@ -33,11 +33,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-import numpy  # noqa: E402,F401 - imported once here so every worker inherits it
-import onnxruntime  # noqa: E402
+import numpy  # noqa: F401 - imported once here so every worker inherits it
+import onnxruntime
 
-from protos import worker_pb2 as pb  # noqa: E402
-from sandbox import _prctl, worker  # noqa: E402
+from protos import worker_pb2 as pb
+from sandbox import _prctl, worker
 
 # A control packet holds a small protobuf message; anything larger is refused.
 MAX_CONTROL_PACKET = 64 * 1024
@@ -65,9 +65,7 @@ class Launcher:
 
     def run(self) -> int:
         self._send(
-            pb.FromLauncher(
-                ready=pb.LauncherReady(pid=os.getpid(), onnxruntime_version=onnxruntime.__version__)
-            )
+            pb.FromLauncher(ready=pb.LauncherReady(pid=os.getpid(), onnxruntime_version=onnxruntime.__version__))
         )
         selector = selectors.DefaultSelector()
         selector.register(self._control, selectors.EVENT_READ, "control")
@@ -91,7 +89,9 @@ class Launcher:
         request = pb.ToLauncher.FromString(data)
         problem = ""
         if request.WhichOneof("body") != "spawn" or len(fds) != 1:
-            problem = f"expected a spawn request with one socket, got {request.WhichOneof('body')!r} with {len(fds)} fds"
+            problem = (
+                f"expected a spawn request with one socket, got {request.WhichOneof('body')!r} with {len(fds)} fds"
+            )
         elif (threads := thread_count()) > self._baseline_threads:
             problem = f"launcher has {threads} threads, expected {self._baseline_threads}; refusing to fork"
         if problem:

@@ -25,7 +25,7 @@ MAX_INBOUND_FRAME = 2**31 - 1
 _Code = pb.WorkerError.Code
 
 
-class _BadRequest(Exception):
+class _BadRequestError(Exception):
     """The request cannot be run as given."""
 
 
@@ -58,9 +58,9 @@ class Worker:
         handler = self._handlers.get(case or "")
         try:
             if handler is None:
-                raise _BadRequest(f"frame without a known body: {case!r}")
+                raise _BadRequestError(f"frame without a known body: {case!r}")
             reply = handler(msg)
-        except _BadRequest as exc:
+        except _BadRequestError as exc:
             reply = _error(_Code.BAD_REQUEST, str(exc))
         except Exception as exc:  # noqa: BLE001 - reported to the supervisor, never to a client
             reply = _error(_Code.INTERNAL, f"{type(exc).__name__}: {exc}")
@@ -73,15 +73,11 @@ class Worker:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
-            session = ort.InferenceSession(
-                msg.load.onnx, sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            session = ort.InferenceSession(msg.load.onnx, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - any ORT load failure is LOAD_FAILED
             return _error(_Code.LOAD_FAILED, f"{type(exc).__name__}: {exc}")
         self._sessions[msg.load.model_key] = session
-        return pb.FromWorker(
-            loaded=pb.ModelLoaded(model_key=msg.load.model_key, providers=session.get_providers())
-        )
+        return pb.FromWorker(loaded=pb.ModelLoaded(model_key=msg.load.model_key, providers=session.get_providers()))
 
     def _unload(self, msg: pb.ToWorker) -> pb.FromWorker:
         self._sessions.pop(msg.unload.model_key, None)
@@ -95,32 +91,32 @@ class Worker:
         feeds = {t.name: _to_array(t) for t in request.inputs}
         try:
             arrays = session.run(list(request.outputs), feeds)
-        except Exception as exc:  # noqa: BLE001 - e.g. a shape the graph rejects at run time
-            raise _BadRequest(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise _BadRequestError(f"{type(exc).__name__}: {exc}") from exc
         result = pb.InferResult()
         for name, array in zip(request.outputs, arrays, strict=True):
             result.outputs.append(_from_array(name, np.asarray(array)))
         return pb.FromWorker(result=result)
 
 
-def _error(code: int, detail: str) -> pb.FromWorker:
+def _error(code: "pb.WorkerError.Code", detail: str) -> pb.FromWorker:
     return pb.FromWorker(error=pb.WorkerError(code=code, detail=detail[:2000]))
 
 
 def _to_array(tensor: pb.Tensor) -> np.ndarray:
     dtype = OIP_TO_NUMPY.get(tensor.datatype)
     if dtype is None:
-        raise _BadRequest(f"input {tensor.name!r} has unknown datatype {tensor.datatype!r}")
+        raise _BadRequestError(f"input {tensor.name!r} has unknown datatype {tensor.datatype!r}")
     try:
         return np.frombuffer(tensor.data, dtype=dtype).reshape(tuple(tensor.shape))
     except ValueError as exc:
-        raise _BadRequest(f"input {tensor.name!r}: {exc}") from exc
+        raise _BadRequestError(f"input {tensor.name!r}: {exc}") from exc
 
 
 def _from_array(name: str, array: np.ndarray) -> pb.Tensor:
     datatype = NUMPY_TO_OIP.get(array.dtype)
     if datatype is None:
-        raise _BadRequest(f"output {name!r} has dtype {array.dtype}, which OIP cannot carry")
+        raise _BadRequestError(f"output {name!r} has dtype {array.dtype}, which OIP cannot carry")
     data = np.ascontiguousarray(array, dtype=OIP_TO_NUMPY[datatype]).tobytes()
     return pb.Tensor(name=name, datatype=datatype, shape=array.shape, data=data)
 

@@ -13,7 +13,9 @@ from sandbox.dtypes import OIP_TO_NUMPY
 from supervisor.errors import InvalidInputError
 
 
-def build_request(model: str, inputs: Mapping[str, np.ndarray], datatypes: Mapping[str, str], version: str = "") -> oip.ModelInferRequest:
+def build_request(
+    model: str, inputs: Mapping[str, np.ndarray], datatypes: Mapping[str, str], version: str = ""
+) -> oip.ModelInferRequest:
     """A ModelInfer request with raw contents, casting each input to its declared datatype."""
     request = oip.ModelInferRequest(model_name=model, model_version=version)
     for name, array in inputs.items():
@@ -43,7 +45,10 @@ class Client:
         self._channel.close()
 
     def metadata(self, model: str, version: str = "") -> oip.ModelMetadataResponse:
-        return self._stub.ModelMetadata(oip.ModelMetadataRequest(name=model, version=version), metadata=self._md, timeout=30)
+        response: oip.ModelMetadataResponse = self._stub.ModelMetadata(
+            oip.ModelMetadataRequest(name=model, version=version), metadata=self._md, timeout=30
+        )
+        return response
 
     def infer(self, model: str, inputs: Mapping[str, np.ndarray], version: str = "") -> dict[str, np.ndarray]:
         meta = self.metadata(model, version)

@@ -36,8 +36,12 @@ async def _calls(port: int, home: Home) -> None:
 
     def token(tenant: str) -> str:
         return key.issue(
-            issuer=settings.auth.issuer, audience=settings.auth.audience, subject=f"{tenant}-app",
-            tenant=tenant, scopes=["predict"], ttl_seconds=300,
+            issuer=settings.auth.issuer,
+            audience=settings.auth.audience,
+            subject=f"{tenant}-app",
+            tenant=tenant,
+            scopes=["predict"],
+            ttl_seconds=300,
         )
 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -46,8 +50,12 @@ async def _calls(port: int, home: Home) -> None:
         _say(f"server live: {live.live}")
         acme = (("authorization", f"Bearer {token('acme')}"),)
         meta = await stub.ModelMetadata(oip.ModelMetadataRequest(name="mlp"), metadata=acme)
-        _say("model metadata: " + ", ".join(f"{t.name} {t.datatype} {list(t.shape)}" for t in meta.inputs)
-             + " -> " + ", ".join(f"{t.name} {t.datatype} {list(t.shape)}" for t in meta.outputs))
+        _say(
+            "model metadata: "
+            + ", ".join(f"{t.name} {t.datatype} {list(t.shape)}" for t in meta.inputs)
+            + " -> "
+            + ", ".join(f"{t.name} {t.datatype} {list(t.shape)}" for t in meta.outputs)
+        )
         x = np.random.default_rng(0).standard_normal((1, 64)).astype(np.float32)
         request = build_request("mlp", {"input": x}, {"input": "FP32"})
         response = await stub.ModelInfer(request, metadata=acme)
@@ -65,8 +73,8 @@ async def _run(home: Home) -> None:
     ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     server = asyncio.create_task(serve(home, "127.0.0.1:0", on_ready=ready.set_result, stop=stop))
-    done, _ = await asyncio.wait([ready, server], return_when=asyncio.FIRST_COMPLETED)
-    if server in done:
+    await asyncio.wait([ready, server], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+    if server.done():
         await server  # raises the start-up error
     port = ready.result()
     _say(f"serving on 127.0.0.1:{port}")
@@ -95,7 +103,9 @@ def run_demo(keep: bool = False) -> int:
         asyncio.run(_run(home))
         _say("audit records:")
         for rec in read_records(home.audit_dir):
-            _say("  " + json.dumps({k: rec[k] for k in ("action", "tenant", "model", "outcome", "status", "latency_ms")}))
+            _say(
+                "  " + json.dumps({k: rec[k] for k in ("action", "tenant", "model", "outcome", "status", "latency_ms")})
+            )
         _say("stopped")
     finally:
         if keep:

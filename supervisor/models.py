@@ -27,7 +27,9 @@ def _next_version(registry: Registry, tenant: str, name: str) -> str:
     return str(max(numbers, default=0) + 1)
 
 
-def register_model(home: Home, registry: Registry, tenant: str, name: str, path: Path, version: str = "") -> ModelRecord:
+def register_model(
+    home: Home, registry: Registry, tenant: str, name: str, path: Path, version: str = ""
+) -> ModelRecord:
     """Register the model in directory ``path`` for ``tenant``."""
     settings = home.settings()
     registry.get_tenant(tenant)

@@ -8,6 +8,7 @@ its threads. Shutdown is graceful: readiness goes to NOT_SERVING, calls in fligh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -87,10 +88,9 @@ async def serve(
         raise ConfigError(f"cannot listen on {listen}")
     stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
+        # Outside the main thread there are no signal handlers: the caller sets `stop`.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not the main thread: the caller stops us through `stop`
     await server.start()
     for name in ("", OIP_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

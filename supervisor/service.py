@@ -56,9 +56,7 @@ class InferenceService:
         except TenantNotFoundError as exc:
             raise TokenInvalidError(f"token names tenant {principal.tenant!r}, which does not exist") from exc
         if PREDICT_SCOPE not in principal.scopes:
-            raise PermissionDeniedError(
-                f"token has scopes {sorted(principal.scopes)}, expected {PREDICT_SCOPE!r}"
-            )
+            raise PermissionDeniedError(f"token has scopes {sorted(principal.scopes)}, expected {PREDICT_SCOPE!r}")
         return principal
 
     def _find(self, principal: Principal, name: str, version: str, record: AuditRecord) -> ModelRecord:
@@ -82,8 +80,13 @@ class InferenceService:
         try:
             return self._store.read_verified(model.sha256, self._settings.limits.max_model_bytes)
         except ModelIntegrityError as exc:
-            log.error("security event: model integrity check failed", tenant=model.tenant, model=model.name,
-                      version=model.version, error=str(exc))
+            log.error(
+                "security event: model integrity check failed",
+                tenant=model.tenant,
+                model=model.name,
+                version=model.version,
+                error=str(exc),
+            )
             raise
 
     async def infer(

@@ -7,7 +7,6 @@ Every bound IRE enforces is a named field here, with its reason beside it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,11 +85,11 @@ _SECTION_TYPES = {
 def _check_value(where: str, expected: Any, value: Any) -> Any:
     if expected == "float" and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    kinds = {"int": int, "float": float, "str": str, "bool": bool}
+    kinds: dict[str, type[Any]] = {"int": int, "float": float, "str": str, "bool": bool}
     kind = kinds[expected]
-    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         raise ConfigError(f"{where}: got {type(value).__name__} {value!r}, expected {expected}")
-    if kind in (int, float) and value <= 0:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
         raise ConfigError(f"{where}: got {value!r}, expected a positive number")
     if kind is str and not value:
         raise ConfigError(f"{where}: got an empty string, expected a value")
@@ -135,6 +134,12 @@ def render_settings(settings: Settings) -> str:
         section = getattr(settings, name)
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
-            text = f'"{value}"' if isinstance(value, str) else repr(value).lower() if isinstance(value, bool) else repr(value)
+            text = (
+                f'"{value}"'
+                if isinstance(value, str)
+                else repr(value).lower()
+                if isinstance(value, bool)
+                else repr(value)
+            )
             lines.append(f"{f.name} = {text}")
     return "\n".join(lines) + "\n"

@@ -55,9 +55,7 @@ def _check_shape(name: str, shape: Sequence[int], spec: TensorSpec) -> None:
     if len(shape) != len(spec.shape) or any(
         want != -1 and want != got for want, got in zip(spec.shape, shape, strict=True)
     ):
-        raise InvalidInputError(
-            f"input {name!r} has shape {_fmt(shape)}, expected {_fmt(spec.shape)} (-1 is any size)"
-        )
+        raise InvalidInputError(f"input {name!r} has shape {_fmt(shape)}, expected {_fmt(spec.shape)} (-1 is any size)")
 
 
 def _typed_bytes(tensor: oip.ModelInferRequest.InferInputTensor, spec: TensorSpec, count: int) -> bytes:
@@ -83,7 +81,7 @@ def _typed_bytes(tensor: oip.ModelInferRequest.InferInputTensor, spec: TensorSpe
     # values the client sent rather than values already wrapped by a narrowing cast.
     wide = np.fromiter(values, dtype=_WIDE[dtype.kind], count=len(values))
     if dtype.kind in "iu":
-        info = np.iinfo(dtype)
+        info = np.iinfo(dtype)  # type: ignore[type-var]
         if wide.size and (wide.min() < info.min or wide.max() > info.max):
             raise InvalidInputError(
                 f"input {tensor.name!r} has values outside the {spec.datatype} range [{info.min}, {info.max}]"
@@ -111,8 +109,7 @@ def decode_request(
         missing = sorted(set(specs) - set(names))
         unknown = sorted(set(names) - set(specs))
         raise InvalidInputError(
-            f"inputs {sorted(names)} do not match the model's {sorted(specs)}"
-            f" (missing {missing}, unknown {unknown})"
+            f"inputs {sorted(names)} do not match the model's {sorted(specs)} (missing {missing}, unknown {unknown})"
         )
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
@@ -131,9 +128,7 @@ def decode_request(
         _check_shape(tensor.name, shape, spec)
         count = math.prod(shape)
         if count > max_tensor_elements:
-            raise InvalidInputError(
-                f"input {tensor.name!r} has {count} elements, limit is {max_tensor_elements}"
-            )
+            raise InvalidInputError(f"input {tensor.name!r} has {count} elements, limit is {max_tensor_elements}")
         if raw:
             if tensor.HasField("contents"):
                 raise InvalidInputError(

@@ -26,7 +26,20 @@ from supervisor.home import Home
 from supervisor.modelgraph.build import build_identity, build_int64_model, build_mlp
 from supervisor.models import register_model
 
-OIP_DATATYPES = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"]
+OIP_DATATYPES = [
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,7 +55,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_root)
 
 
-def ire(*args: str, home: Path | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def ire(
+    *args: str, home: Path | None = None, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the real `ire` command line."""
     env = dict(os.environ)
     if home is not None:
@@ -71,7 +86,9 @@ def make_home(root: Path) -> Home:
     register_model(home, registry, "acme", "tokens", write_model(root.parent / "m-int", build_int64_model()), "1")
     register_model(home, registry, "globex", "private", write_model(root.parent / "m-g", build_mlp(seed=3)), "1")
     for dt in OIP_DATATYPES:
-        register_model(home, registry, "acme", f"id-{dt.lower()}", write_model(root.parent / f"m-{dt}", build_identity(dt)), "1")
+        register_model(
+            home, registry, "acme", f"id-{dt.lower()}", write_model(root.parent / f"m-{dt}", build_identity(dt)), "1"
+        )
     registry.close()
     return home
 
@@ -85,8 +102,12 @@ class Server:
     def token(self, tenant: str = "acme", scopes: tuple[str, ...] = ("predict",), ttl: int = 600) -> str:
         settings = self.home.settings()
         return self.home.issuer_key().issue(
-            issuer=settings.auth.issuer, audience=settings.auth.audience, subject=f"{tenant}-test",
-            tenant=tenant, scopes=scopes, ttl_seconds=ttl,
+            issuer=settings.auth.issuer,
+            audience=settings.auth.audience,
+            subject=f"{tenant}-test",
+            tenant=tenant,
+            scopes=scopes,
+            ttl_seconds=ttl,
         )
 
     def metadata(self, tenant: str = "acme") -> tuple[tuple[str, str], ...]:
@@ -110,7 +131,10 @@ def start_server(home: Home, extra_env: dict[str, str] | None = None) -> Server:
     log = (home.root.parent / "serve.log").open("a")
     process = subprocess.Popen(
         [sys.executable, "-m", "supervisor", "serve", "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env=env,
     )
     log.close()
     assert process.stdout is not None

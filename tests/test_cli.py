@@ -62,9 +62,14 @@ def test_tenant_create_and_list(home: Path) -> None:
     ("args", "message"),
     [
         pytest.param(["tenant", "create", "Bad_Name"], "tenant name 'Bad_Name' is invalid", id="bad_tenant_name"),
-        pytest.param(["token", "issue", "--tenant", "ghost"], "tenant 'ghost' does not exist", id="token_for_unknown_tenant"),
-        pytest.param(["model", "register", "--tenant", "ghost", "--name", "m", "/nonexistent"], "does not exist",
-                     id="model_for_unknown_tenant"),
+        pytest.param(
+            ["token", "issue", "--tenant", "ghost"], "tenant 'ghost' does not exist", id="token_for_unknown_tenant"
+        ),
+        pytest.param(
+            ["model", "register", "--tenant", "ghost", "--name", "m", "/nonexistent"],
+            "does not exist",
+            id="model_for_unknown_tenant",
+        ),
     ],
 )
 def test_bad_input_gets_one_line_diagnosis(home: Path, args: list[str], message: str) -> None:
@@ -105,24 +110,41 @@ def test_model_register_refuses_garbage_model(home: Path, tmp_path: Path) -> Non
 def test_serve_register_predict_round_trip(home: Path, tmp_path: Path) -> None:
     ire("tenant", "create", "acme", home=home)
     model = build_mlp((4, 8, 3), seed=1)
-    out = ire("model", "register", "--tenant", "acme", "--name", "tiny", str(write_model(tmp_path / "m", model)), home=home)
+    out = ire(
+        "model", "register", "--tenant", "acme", "--name", "tiny", str(write_model(tmp_path / "m", model)), home=home
+    )
     assert "version 1" in out.stdout
     assert "tiny\t1\t" in ire("model", "list", home=home).stdout
     serve = subprocess.Popen(
         [sys.executable, "-m", "supervisor", "serve", "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=dict(os.environ, IRE_HOME=str(home)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=dict(os.environ, IRE_HOME=str(home)),
     )
     try:
         assert serve.stdout is not None
         address = serve.stdout.readline().split()[-1]
         token = ire("token", "issue", "--tenant", "acme", home=home).stdout.strip()
         x = [[0.5, -1.0, 2.0, 0.25]]
-        result = ire("predict", "--server", address, "--token", token, "--model", "tiny", "--input", f"input={json.dumps(x)}")
+        result = ire(
+            "predict", "--server", address, "--token", token, "--model", "tiny", "--input", f"input={json.dumps(x)}"
+        )
         got = np.asarray(json.loads(result.stdout)["output"])
         want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"input": np.float32(x)})[0]
         np.testing.assert_allclose(got, want, rtol=1e-5)
-        denied = ire("predict", "--server", address, "--token", "nonsense", "--model", "tiny", "--input", "input=[[1,2,3,4]]",
-                     check=False)
+        denied = ire(
+            "predict",
+            "--server",
+            address,
+            "--token",
+            "nonsense",
+            "--model",
+            "tiny",
+            "--input",
+            "input=[[1,2,3,4]]",
+            check=False,
+        )
         assert denied.returncode == 1 and "UNAUTHENTICATED" in denied.stderr
     finally:
         serve.send_signal(signal.SIGTERM)

@@ -73,7 +73,9 @@ def test_int64_model_raw_and_typed(server: Server) -> None:
     want = _reference(build_int64_model(), {"tokens": tokens})
     raw = build_request("tokens", {"tokens": tokens}, {"tokens": "INT64"})
     typed = oip.ModelInferRequest(model_name="tokens")
-    typed.inputs.add(name="tokens", datatype="INT64", shape=[2, 4]).contents.int64_contents.extend(tokens.ravel().tolist())
+    typed.inputs.add(name="tokens", datatype="INT64", shape=[2, 4]).contents.int64_contents.extend(
+        tokens.ravel().tolist()
+    )
     for request in (raw, typed):
         got = decode_response(_infer(server, request))
         np.testing.assert_array_equal(got["scores"], want["scores"])
@@ -135,7 +137,9 @@ def test_other_tenants_model_is_not_found_like_a_missing_one(server: Server) -> 
 
 def test_other_tenants_model_metadata_is_not_found(server: Server) -> None:
     with pytest.raises(grpc.RpcError) as info:
-        server.stub().ModelMetadata(oip.ModelMetadataRequest(name="private"), metadata=server.metadata("acme"), timeout=30)
+        server.stub().ModelMetadata(
+            oip.ModelMetadataRequest(name="private"), metadata=server.metadata("acme"), timeout=30
+        )
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -153,8 +157,14 @@ def _home_key(server: Server) -> IssuerKey:
 
 
 def _issue(key: IssuerKey, **overrides: object) -> str:
-    claims: dict[str, object] = dict(issuer="ire", audience="ire", subject="acme-test", tenant="acme",
-                                     scopes=["predict"], ttl_seconds=600)
+    claims: dict[str, object] = {
+        "issuer": "ire",
+        "audience": "ire",
+        "subject": "acme-test",
+        "tenant": "acme",
+        "scopes": ["predict"],
+        "ttl_seconds": 600,
+    }
     claims.update(overrides)
     return key.issue(**claims)  # type: ignore[arg-type]
 
@@ -169,8 +179,16 @@ def _unsigned(alg: str, payload: dict[str, object], kid: str, secret: bytes | No
 
 def _claims(server: Server) -> dict[str, object]:
     now = int(time.time())
-    return {"iss": "ire", "aud": "ire", "sub": "x", "tenant": "acme", "scope": "predict", "iat": now, "exp": now + 600,
-            "jti": "j"}
+    return {
+        "iss": "ire",
+        "aud": "ire",
+        "sub": "x",
+        "tenant": "acme",
+        "scope": "predict",
+        "iat": now,
+        "exp": now + 600,
+        "jti": "j",
+    }
 
 
 def _bad_tokens(server: Server) -> dict[str, str | None]:
@@ -195,8 +213,17 @@ def _bad_tokens(server: Server) -> dict[str, str | None]:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "expired", "wrong_audience", "wrong_issuer", "alg_none", "hs256_with_public_key", "unknown_kid",
-     "tampered_payload", "oversized"],
+    [
+        "missing",
+        "expired",
+        "wrong_audience",
+        "wrong_issuer",
+        "alg_none",
+        "hs256_with_public_key",
+        "unknown_kid",
+        "tampered_payload",
+        "oversized",
+    ],
 )
 def test_bad_token_is_unauthenticated(server: Server, case: str) -> None:
     token = _bad_tokens(server)[case]
@@ -256,7 +283,9 @@ def test_oversized_request_is_invalid_argument(server: Server) -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        pytest.param(lambda r: r.raw_input_contents.__setitem__(0, b"\0" * 12), "raw bytes, expected 256", id="short_raw"),
+        pytest.param(
+            lambda r: r.raw_input_contents.__setitem__(0, b"\0" * 12), "raw bytes, expected 256", id="short_raw"
+        ),
         pytest.param(lambda r: r.inputs[0].__setattr__("name", "other"), "do not match", id="unknown_input"),
         pytest.param(lambda r: r.raw_input_contents.append(b""), "raw_input_contents for 1 inputs", id="extra_raw"),
         pytest.param(lambda r: r.outputs.add(name="nope"), "not outputs of the model", id="unknown_output"),
@@ -286,7 +315,6 @@ def test_fp16_typed_contents_refused(server: Server) -> None:
 
 def test_every_call_is_audited_without_payload(server: Server) -> None:
     request, x = _mlp_request(rows=2)
-    response = _infer(server, request)
     request_id = dict(response_trailers(server, request)).get("x-request-id")
     assert request_id
     records = {r["request_id"]: r for r in server.audit()}

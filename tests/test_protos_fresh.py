@@ -11,5 +11,9 @@ def test_generated_code_matches_protos(tmp_path: Path) -> None:
     generate(tmp_path)
     generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert generated, "protoc produced nothing"
-    stale = [str(rel) for rel in generated if not (ROOT / rel).exists() or (ROOT / rel).read_bytes() != (tmp_path / rel).read_bytes()]
+    stale = [
+        str(rel)
+        for rel in generated
+        if not (ROOT / rel).exists() or (ROOT / rel).read_bytes() != (tmp_path / rel).read_bytes()
+    ]
     assert not stale, f"generated code is stale, run `make protos`: {stale}"

@@ -53,7 +53,10 @@ def test_typed_contents_equal_raw_contents(datatype: str, data: st.DataObject) -
         array.tolist()
     )
     raw, spec = _raw(datatype, array, (-1,))
-    assert decode_request(typed, [spec], OUT, **LIMITS).inputs[0].data == decode_request(raw, [spec], OUT, **LIMITS).inputs[0].data
+    assert (
+        decode_request(typed, [spec], OUT, **LIMITS).inputs[0].data
+        == decode_request(raw, [spec], OUT, **LIMITS).inputs[0].data
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -85,7 +88,9 @@ def test_huge_declared_shape_is_refused_before_allocation() -> None:
 
 
 def _result(datatype: str = "FP32", shape: tuple[int, ...] = (1, 2), nbytes: int = 8, name: str = "y"):
-    return worker_pb2.InferResult(outputs=[worker_pb2.Tensor(name=name, datatype=datatype, shape=shape, data=b"\0" * nbytes)])
+    return worker_pb2.InferResult(
+        outputs=[worker_pb2.Tensor(name=name, datatype=datatype, shape=shape, data=b"\0" * nbytes)]
+    )
 
 
 @pytest.mark.parametrize(

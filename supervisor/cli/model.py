@@ -36,5 +36,6 @@ def run_register(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     for m in open_home(args).registry().list_models(args.tenant):
-        print(f"{m.tenant}\t{m.name}\t{m.version}\t{m.sha256[:16]}\t{m.byte_size}\tin: {_specs(m.inputs)}\tout: {_specs(m.outputs)}")
+        fields = [m.tenant, m.name, m.version, m.sha256[:16], str(m.byte_size)]
+        print("\t".join([*fields, f"in: {_specs(m.inputs)}", f"out: {_specs(m.outputs)}"]))
     return 0

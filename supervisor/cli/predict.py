@@ -22,8 +22,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--token", help="a bearer token")
     who.add_argument("--tenant", help="issue a short-lived token from the local home")
-    p.add_argument("--input", action="append", required=True, metavar="NAME=JSON",
-                   help='an input tensor as nested JSON lists, e.g. x=[[1,2,3]]; repeatable')
+    p.add_argument(
+        "--input",
+        action="append",
+        required=True,
+        metavar="NAME=JSON",
+        help="an input tensor as nested JSON lists, e.g. x=[[1,2,3]]; repeatable",
+    )
     p.set_defaults(run=run)
 
 
@@ -46,8 +51,12 @@ def run(args: argparse.Namespace) -> int:
         home = open_home(args)
         settings = home.settings()
         token = home.issuer_key().issue(
-            issuer=settings.auth.issuer, audience=settings.auth.audience, subject=f"{args.tenant}-cli",
-            tenant=args.tenant, scopes=["predict"], ttl_seconds=300,
+            issuer=settings.auth.issuer,
+            audience=settings.auth.audience,
+            subject=f"{args.tenant}-cli",
+            tenant=args.tenant,
+            scopes=["predict"],
+            ttl_seconds=300,
         )
     client = Client(args.server, token)
     try:

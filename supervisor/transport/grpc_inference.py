@@ -67,8 +67,13 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                 mapping = mapping_for(exc)
                 record.outcome, record.status = mapping.outcome, mapping.code.name
                 level = log.error if mapping.code == grpc.StatusCode.INTERNAL else log.info
-                level("call refused", status=mapping.code.name, error=str(exc), error_type=type(exc).__name__,
-                      exc_info=mapping.code == grpc.StatusCode.INTERNAL)
+                level(
+                    "call refused",
+                    status=mapping.code.name,
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                    exc_info=mapping.code == grpc.StatusCode.INTERNAL,
+                )
                 failure = (mapping.code, public_message(exc, mapping, request_id))
             record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
             try:
@@ -83,10 +88,14 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
         context.set_trailing_metadata(trailers)
         return result  # type: ignore[no-any-return]
 
-    async def ServerLive(self, request: oip.ServerLiveRequest, context: grpc.aio.ServicerContext) -> oip.ServerLiveResponse:
+    async def ServerLive(
+        self, request: oip.ServerLiveRequest, context: grpc.aio.ServicerContext
+    ) -> oip.ServerLiveResponse:
         return oip.ServerLiveResponse(live=True)
 
-    async def ServerReady(self, request: oip.ServerReadyRequest, context: grpc.aio.ServicerContext) -> oip.ServerReadyResponse:
+    async def ServerReady(
+        self, request: oip.ServerReadyRequest, context: grpc.aio.ServicerContext
+    ) -> oip.ServerReadyResponse:
         return oip.ServerReadyResponse(ready=self.ready)
 
     async def ServerMetadata(
@@ -94,10 +103,14 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
     ) -> oip.ServerMetadataResponse:
         return oip.ServerMetadataResponse(name=SERVER_NAME, version=self._version, extensions=EXTENSIONS)
 
-    async def ModelReady(self, request: oip.ModelReadyRequest, context: grpc.aio.ServicerContext) -> oip.ModelReadyResponse:
+    async def ModelReady(
+        self, request: oip.ModelReadyRequest, context: grpc.aio.ServicerContext
+    ) -> oip.ModelReadyResponse:
         def handler(principal: Principal, record: AuditRecord) -> oip.ModelReadyResponse:
             try:
-                return oip.ModelReadyResponse(ready=self._service.ready(principal, request.name, request.version, record))
+                return oip.ModelReadyResponse(
+                    ready=self._service.ready(principal, request.name, request.version, record)
+                )
             except NotFoundError:
                 return oip.ModelReadyResponse(ready=False)
 
@@ -113,13 +126,19 @@ class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
                 name=view.record.name,
                 versions=view.versions,
                 platform="onnxruntime_onnx",
-                inputs=[meta.TensorMetadata(name=s.name, datatype=s.datatype, shape=s.shape) for s in view.record.inputs],
-                outputs=[meta.TensorMetadata(name=s.name, datatype=s.datatype, shape=s.shape) for s in view.record.outputs],
+                inputs=[
+                    meta.TensorMetadata(name=s.name, datatype=s.datatype, shape=s.shape) for s in view.record.inputs
+                ],
+                outputs=[
+                    meta.TensorMetadata(name=s.name, datatype=s.datatype, shape=s.shape) for s in view.record.outputs
+                ],
             )
 
         return await self._call(context, "model_metadata", handler)
 
-    async def ModelInfer(self, request: oip.ModelInferRequest, context: grpc.aio.ServicerContext) -> oip.ModelInferResponse:
+    async def ModelInfer(
+        self, request: oip.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> oip.ModelInferResponse:
         return await self._call(
             context, "predict", lambda principal, record: self._service.infer(principal, request, record)
         )

@@ -101,7 +101,9 @@ class LauncherClient:
                 future.set_exception(WorkerStartError(why))
         self._pending.clear()
 
-    async def spawn(self, tenant: str, worker_id: str, intra_op_threads: int, timeout: float) -> tuple[int, socket.socket]:
+    async def spawn(
+        self, tenant: str, worker_id: str, intra_op_threads: int, timeout: float
+    ) -> tuple[int, socket.socket]:
         """Fork a worker for ``tenant``; return its pid and the supervisor's end of its socket."""
         if self._process.poll() is not None:
             raise WorkerStartError(f"launcher exited with status {self._process.returncode}")

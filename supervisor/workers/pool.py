@@ -8,6 +8,7 @@ to make room, and when every worker is busy the call is refused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -172,7 +173,5 @@ class WorkerPool:
 
 
 def _kill_pid(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
