@@ -99,7 +99,7 @@ class Worker:
         return pb.FromWorker(result=result)
 
 
-def _error(code: "pb.WorkerError.Code", detail: str) -> pb.FromWorker:
+def _error(code: pb.WorkerError.Code, detail: str) -> pb.FromWorker:
     return pb.FromWorker(error=pb.WorkerError(code=code, detail=detail[:2000]))
 
 
