@@ -93,3 +93,32 @@ class ModelFormatError(InvalidInputError):
 
 class ModelLoadError(IreError):
     """A verified model failed to load in the worker."""
+
+
+class WorkerOutOfMemoryError(IreError):
+    """The worker was killed for exceeding its memory limit while serving the call."""
+
+
+class PolicyDeniedError(PermissionDeniedError):
+    """The policy decided no. Its reasons are written by admins and may be shown."""
+
+    def __init__(self, message: str, reasons: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.reasons = reasons
+
+
+class PolicyUnavailableError(PermissionDeniedError):
+    """The policy engine failed, timed out or gave no decision: the call is refused."""
+
+
+class QuotaExceededError(IreError):
+    """A tenant limit refused the call. ``limit`` names it; ``retry_after`` is in seconds."""
+
+    def __init__(self, message: str, limit: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class QuotaStoreUnavailableError(UnavailableError):
+    """The quota store (e.g. Redis) cannot be reached and the configured behaviour is to refuse."""

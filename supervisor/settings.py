@@ -67,11 +67,35 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class SandboxSettings:
+    # Tenant number N runs its workers as uid and gid uid_base + N: one uid per tenant, so
+    # tenants cannot signal or ptrace each other's workers.
+    uid_base: int = 200000
+    # IRE's own cgroup, created under each controller's root; other cgroups are left alone.
+    cgroup_parent: str = "ire"
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    # "embedded" (regorus, in process) or "remote" (an OPA server, e.g. a sidecar).
+    engine: str = "embedded"
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    # Longest time a written record waits for fsync (group commit), in milliseconds.
+    fsync_interval_ms: int = 50
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
 
 _SECTION_TYPES = {
@@ -79,6 +103,9 @@ _SECTION_TYPES = {
     "auth": AuthSettings,
     "limits": LimitSettings,
     "workers": WorkerSettings,
+    "sandbox": SandboxSettings,
+    "policy": PolicySettings,
+    "audit": AuditSettings,
 }
 
 

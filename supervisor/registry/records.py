@@ -51,6 +51,10 @@ class Tenant:
     name: str
     tier: str
     created_at: float
+    # A small integer unique to the tenant for the life of the home (the SQLite rowid);
+    # the sandbox derives the tenant's worker uid from it.
+    number: int = 0
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

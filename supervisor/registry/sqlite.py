@@ -26,8 +26,10 @@ from supervisor.registry.records import (
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (
-    name TEXT PRIMARY KEY,
+    number INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
     tier TEXT NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
     created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS models (
@@ -50,6 +52,11 @@ def _specs_to_json(specs: tuple[TensorSpec, ...]) -> str:
 
 def _specs_from_json(text: str) -> tuple[TensorSpec, ...]:
     return tuple(TensorSpec(d["name"], d["datatype"], tuple(d["shape"])) for d in json.loads(text))
+
+
+def _tenant(row: sqlite3.Row) -> Tenant:
+    labels = json.loads(row["labels"])
+    return Tenant(row["name"], row["tier"], row["created_at"], row["number"], tuple(sorted(labels.items())))
 
 
 def _model(row: sqlite3.Row) -> ModelRecord:
@@ -87,17 +94,18 @@ class Registry:
 
     # Tenants
 
-    def create_tenant(self, name: str, tier: str = "standard") -> Tenant:
-        tenant = Tenant(check_tenant_name(name), check_tier(tier), time.time())
+    def create_tenant(self, name: str, tier: str = "standard", labels: dict[str, str] | None = None) -> Tenant:
+        check_tenant_name(name)
+        check_tier(tier)
         try:
             self._db.execute(
-                "INSERT INTO tenants (name, tier, created_at) VALUES (?, ?, ?)",
-                (tenant.name, tenant.tier, tenant.created_at),
+                "INSERT INTO tenants (name, tier, labels, created_at) VALUES (?, ?, ?, ?)",
+                (name, tier, json.dumps(labels or {}, sort_keys=True), time.time()),
             )
         except sqlite3.IntegrityError as exc:
             raise AlreadyExistsError(f"tenant {name!r} exists already") from exc
         self._cache.clear()
-        return tenant
+        return self.get_tenant(name)
 
     def get_tenant(self, name: str) -> Tenant:
         cache = self._cached()
@@ -106,13 +114,13 @@ class Registry:
             row = self._db.execute("SELECT * FROM tenants WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise TenantNotFoundError(f"tenant {name!r} does not exist")
-            cache[key] = Tenant(row["name"], row["tier"], row["created_at"])
+            cache[key] = _tenant(row)
         tenant: Tenant = cache[key]
         return tenant
 
     def list_tenants(self) -> list[Tenant]:
         rows = self._db.execute("SELECT * FROM tenants ORDER BY name").fetchall()
-        return [Tenant(r["name"], r["tier"], r["created_at"]) for r in rows]
+        return [_tenant(r) for r in rows]
 
     # Models
 

@@ -20,7 +20,9 @@ from supervisor.errors import (
     PermissionDeniedError,
     TokenExpiredError,
     TokenMissingError,
+    QuotaExceededError,
     UnavailableError,
+    WorkerOutOfMemoryError,
 )
 
 
@@ -40,6 +42,11 @@ _TABLE: list[tuple[type[BaseException], Mapping]] = [
     (PermissionDeniedError, Mapping(grpc.StatusCode.PERMISSION_DENIED, Outcome.DENIED, None)),
     (NotFoundError, Mapping(grpc.StatusCode.NOT_FOUND, Outcome.DENIED, None)),
     (AlreadyExistsError, Mapping(grpc.StatusCode.ALREADY_EXISTS, Outcome.MALFORMED, None)),
+    (QuotaExceededError, Mapping(grpc.StatusCode.RESOURCE_EXHAUSTED, Outcome.DENIED, None)),
+    (
+        WorkerOutOfMemoryError,
+        Mapping(grpc.StatusCode.RESOURCE_EXHAUSTED, Outcome.FAILED, "worker exceeded its memory limit"),
+    ),
     (UnavailableError, Mapping(grpc.StatusCode.UNAVAILABLE, Outcome.FAILED, "service unavailable, retry later")),
 ]
 _INTERNAL = Mapping(grpc.StatusCode.INTERNAL, Outcome.FAILED, "internal error")
