@@ -18,9 +18,9 @@ from supervisor.errors import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
+    QuotaExceededError,
     TokenExpiredError,
     TokenMissingError,
-    QuotaExceededError,
     UnavailableError,
     WorkerOutOfMemoryError,
 )
