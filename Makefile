@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Debian packages the test suite needs (installed only when missing).
-TEST_DEBS :=
+TEST_DEBS := redis-server
 
 .PHONY: demo test lint protos bench clean debs
 
