@@ -88,6 +88,20 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class QuotaSettings:
+    # "embedded" (in process, daily counters in the home's quota.db) or "redis" (a fleet).
+    store: str = "embedded"
+    # The Redis shared by the fleet, when store = "redis".
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # One Redis round trip may take this long before the call is refused.
+    redis_timeout_ms: int = 250
+    # A concurrency slot held by a supervisor that died is freed after this many seconds.
+    lease_seconds: float = 120.0
+    # UNSAFE: admit calls when the quota store is unreachable. Logged on every such call.
+    unsafe_fail_open: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -96,6 +110,7 @@ class Settings:
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    quota: QuotaSettings = field(default_factory=QuotaSettings)
 
 
 _SECTION_TYPES = {
@@ -106,6 +121,7 @@ _SECTION_TYPES = {
     "sandbox": SandboxSettings,
     "policy": PolicySettings,
     "audit": AuditSettings,
+    "quota": QuotaSettings,
 }
 
 

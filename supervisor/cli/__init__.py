@@ -9,12 +9,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from supervisor.cli import demo, init, model, predict, serve, tenant, token
+from supervisor.cli import demo, init, model, predict, quota, serve, tenant, token
 from supervisor.errors import IreError
 from supervisor.logs import configure
 
 EXIT_ERROR = 1
-COMMANDS = (init, serve, tenant, token, model, predict, demo)
+COMMANDS = (
+    init,
+    serve,
+    tenant,
+    quota,
+    token,
+    model,
+    predict,
+    demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

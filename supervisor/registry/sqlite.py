@@ -43,6 +43,11 @@ CREATE TABLE IF NOT EXISTS models (
     registered_at REAL NOT NULL,
     PRIMARY KEY (tenant, name, version)
 );
+CREATE TABLE IF NOT EXISTS quotas (
+    tenant TEXT PRIMARY KEY REFERENCES tenants(name),
+    overrides TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 """
 
 
@@ -121,6 +126,27 @@ class Registry:
     def list_tenants(self) -> list[Tenant]:
         rows = self._db.execute("SELECT * FROM tenants ORDER BY name").fetchall()
         return [_tenant(r) for r in rows]
+
+    # Quotas
+
+    def set_quota_overrides(self, tenant: str, overrides: dict[str, Any]) -> None:
+        """Replace the tenant's quota overrides (validated by the caller)."""
+        self.get_tenant(tenant)
+        self._db.execute(
+            "INSERT INTO quotas (tenant, overrides, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (tenant) DO UPDATE SET overrides = excluded.overrides, updated_at = excluded.updated_at",
+            (tenant, json.dumps(overrides, sort_keys=True), time.time()),
+        )
+        self._cache.clear()
+
+    def quota_overrides(self, tenant: str) -> dict[str, Any]:
+        cache = self._cached()
+        key = ("quota", tenant)
+        if key not in cache:
+            row = self._db.execute("SELECT overrides FROM quotas WHERE tenant = ?", (tenant,)).fetchone()
+            cache[key] = json.loads(row[0]) if row else {}
+        overrides: dict[str, Any] = cache[key]
+        return dict(overrides)
 
     # Models
 
