@@ -69,3 +69,20 @@ class ModelRecord:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     registered_at: float
+    # The trusted signer whose signature verified at registration; "" when the home allows
+    # unsigned models (unsafe development mode) and this one was not signed.
+    signer: str = ""
+    # sha256 of the stored signature bundle; "" when unsigned.
+    signature_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class TrustedSigner:
+    """A public key trusted to sign models, platform-wide (tenant "") or for one tenant."""
+
+    name: str
+    tenant: str
+    public_key_pem: str
+    # sha256 of the PEM: the key hint OpenSSF model-signing writes into its bundles.
+    key_hint: str
+    added_at: float

@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from supervisor.errors import AlreadyExistsError, ModelNotFoundError, TenantNotFoundError
+from supervisor.errors import AlreadyExistsError, ModelNotFoundError, NotFoundError, TenantNotFoundError
 from supervisor.modelgraph import TensorSpec
 from supervisor.registry.records import (
     ModelRecord,
     Tenant,
+    TrustedSigner,
     check_model_name,
     check_tenant_name,
     check_tier,
@@ -41,7 +42,16 @@ CREATE TABLE IF NOT EXISTS models (
     inputs TEXT NOT NULL,
     outputs TEXT NOT NULL,
     registered_at REAL NOT NULL,
+    signer TEXT NOT NULL DEFAULT '',
+    signature_sha256 TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (tenant, name, version)
+);
+CREATE TABLE IF NOT EXISTS signers (
+    name TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL DEFAULT '',
+    public_key_pem TEXT NOT NULL,
+    key_hint TEXT NOT NULL,
+    added_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS quotas (
     tenant TEXT PRIMARY KEY REFERENCES tenants(name),
@@ -74,6 +84,8 @@ def _model(row: sqlite3.Row) -> ModelRecord:
         inputs=_specs_from_json(row["inputs"]),
         outputs=_specs_from_json(row["outputs"]),
         registered_at=row["registered_at"],
+        signer=row["signer"],
+        signature_sha256=row["signature_sha256"],
     )
 
 
@@ -148,6 +160,39 @@ class Registry:
         overrides: dict[str, Any] = cache[key]
         return dict(overrides)
 
+    # Signers
+
+    def add_signer(self, signer: TrustedSigner) -> None:
+        if signer.tenant:
+            self.get_tenant(signer.tenant)
+        try:
+            self._db.execute(
+                "INSERT INTO signers VALUES (?, ?, ?, ?, ?)",
+                (signer.name, signer.tenant, signer.public_key_pem, signer.key_hint, signer.added_at),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExistsError(f"signer {signer.name!r} exists already") from exc
+        self._cache.clear()
+
+    def remove_signer(self, name: str) -> None:
+        if self._db.execute("DELETE FROM signers WHERE name = ?", (name,)).rowcount == 0:
+            raise NotFoundError(f"signer {name!r} does not exist")
+        self._cache.clear()
+
+    def list_signers(self) -> list[TrustedSigner]:
+        rows = self._db.execute("SELECT * FROM signers ORDER BY name").fetchall()
+        return [TrustedSigner(r["name"], r["tenant"], r["public_key_pem"], r["key_hint"], r["added_at"]) for r in rows]
+
+    def signers_for(self, tenant: str) -> list[TrustedSigner]:
+        """Signers trusted for ``tenant``: platform-wide ones and the tenant's own."""
+        return [s for s in self.list_signers() if s.tenant in ("", tenant)]
+
+    def get_signer(self, name: str) -> TrustedSigner:
+        for signer in self.list_signers():
+            if signer.name == name:
+                return signer
+        raise NotFoundError(f"signer {name!r} does not exist")
+
     # Models
 
     def add_model(self, record: ModelRecord) -> None:
@@ -156,7 +201,7 @@ class Registry:
         check_version(record.version)
         try:
             self._db.execute(
-                "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.tenant,
                     record.name,
@@ -166,6 +211,8 @@ class Registry:
                     _specs_to_json(record.inputs),
                     _specs_to_json(record.outputs),
                     record.registered_at,
+                    record.signer,
+                    record.signature_sha256,
                 ),
             )
         except sqlite3.IntegrityError as exc:
