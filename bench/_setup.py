@@ -11,7 +11,7 @@ from pathlib import Path
 
 from supervisor.home import Home
 from supervisor.modelgraph.build import build_mlp
-from supervisor.models import register_model
+from supervisor.signing.onboard import local_signer, sign_and_register
 
 TENANT = "bench"
 MODEL = "mlp"
@@ -35,7 +35,8 @@ def make_bench_home(root: Path, token_ttl_seconds: int) -> BenchHome:
     registry = home.registry()
     try:
         registry.create_tenant(TENANT, "standard")
-        register_model(home, registry, TENANT, MODEL, model_dir, "1")
+        key = local_signer(registry, root / "signing")
+        sign_and_register(home, registry, TENANT, MODEL, model_dir, key, "1")
     finally:
         registry.close()
     auth = home.settings().auth

@@ -22,7 +22,7 @@ from supervisor.audit.writer import read_records
 from supervisor.client import build_request, decode_response
 from supervisor.home import Home
 from supervisor.modelgraph.build import build_mlp
-from supervisor.models import register_model
+from supervisor.signing.onboard import local_signer, sign_and_register
 from supervisor.server import serve
 
 
@@ -97,8 +97,10 @@ def run_demo(keep: bool = False) -> int:
         model_dir = root / "mlp"
         model_dir.mkdir()
         (model_dir / "mlp.onnx").write_bytes(build_mlp((64, 256, 256, 10), seed=7))
-        record = register_model(home, registry, "acme", "mlp", model_dir)
-        _say(f"registered acme/mlp version {record.version} sha256 {record.sha256[:16]}…")
+        key = local_signer(registry, root / "signing", name="acme-release")
+        _say("trusted signer acme-release (EC P-256)")
+        record = sign_and_register(home, registry, "acme", "mlp", model_dir, key)
+        _say(f"signed and registered acme/mlp version {record.version} sha256 {record.sha256[:16]}…")
         registry.close()
         asyncio.run(_run(home))
         _say("audit records:")

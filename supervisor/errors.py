@@ -122,3 +122,19 @@ class QuotaExceededError(IreError):
 
 class QuotaStoreUnavailableError(UnavailableError):
     """The quota store (e.g. Redis) cannot be reached and the configured behaviour is to refuse."""
+
+
+class SignatureError(InvalidInputError):
+    """A model's signature is missing, malformed or does not verify."""
+
+
+class ModelUnsignedError(SignatureError):
+    """The model has no signature and the home does not allow unsigned models."""
+
+
+class SignatureMismatchError(SignatureError):
+    """The signature does not cover exactly these files and bytes."""
+
+
+class SignerUntrustedError(SignatureError):
+    """The signing key is unknown, or not trusted for this tenant."""

@@ -85,6 +85,29 @@ class PolicySettings:
 class AuditSettings:
     # Longest time a written record waits for fsync (group commit), in milliseconds.
     fsync_interval_ms: int = 50
+    # A signed checkpoint at least every this many entries: bounds the unsigned tail and
+    # how far a writer reads back when it opens the log.
+    checkpoint_every_records: int = 1000
+    # ...and at least this often while entries arrive, in seconds: bounds how long an entry
+    # stays covered by the hash chain alone.
+    checkpoint_interval_seconds: float = 10.0
+    # A segment is sealed and a new one started past this size (bounds one file to copy or check)...
+    segment_max_bytes: int = 64 * MiB
+    # ...or past this age, in seconds, so retention can remove whole days.
+    segment_max_age_seconds: float = 86400.0
+    # Sealed segments older than this are removed, with a signed record of the removal. 400
+    # days covers the EU AI Act's six months (Art. 19) and PCI DSS 10.5.1's twelve.
+    retention_days: int = 400
+    # Payload capture (off unless enabled per tenant): bytes kept per tensor at most.
+    capture_max_bytes: int = 4096
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    # UNSAFE, development only: accept models without a signature. Set by
+    # `ire init --unsafe-allow-unsigned-models`; every unsigned load logs a warning and
+    # marks its audit records.
+    unsafe_allow_unsigned: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +134,7 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
+    models: ModelSettings = field(default_factory=ModelSettings)
 
 
 _SECTION_TYPES = {
@@ -122,6 +146,7 @@ _SECTION_TYPES = {
     "policy": PolicySettings,
     "audit": AuditSettings,
     "quota": QuotaSettings,
+    "models": ModelSettings,
 }
 
 

@@ -24,7 +24,7 @@ import pytest
 from protos.inference import grpc_predict_v2_pb2_grpc as oip_grpc
 from supervisor.home import Home
 from supervisor.modelgraph.build import build_identity, build_int64_model, build_mlp
-from supervisor.models import register_model
+from supervisor.signing.onboard import local_signer, sign_and_register
 
 OIP_DATATYPES = [
     "BOOL",
@@ -82,13 +82,16 @@ def make_home(root: Path) -> Home:
     registry = home.registry()
     registry.create_tenant("acme", "standard")
     registry.create_tenant("globex", "free")
-    register_model(home, registry, "acme", "mlp", write_model(root.parent / "m-mlp", build_mlp()), "1")
-    register_model(home, registry, "acme", "tokens", write_model(root.parent / "m-int", build_int64_model()), "1")
-    register_model(home, registry, "globex", "private", write_model(root.parent / "m-g", build_mlp(seed=3)), "1")
+    key = local_signer(registry, root.parent / "signing")
+
+    def add(tenant: str, name: str, data: bytes) -> None:
+        sign_and_register(home, registry, tenant, name, write_model(root.parent / f"m-{tenant}-{name}", data), key, "1")
+
+    add("acme", "mlp", build_mlp())
+    add("acme", "tokens", build_int64_model())
+    add("globex", "private", build_mlp(seed=3))
     for dt in OIP_DATATYPES:
-        register_model(
-            home, registry, "acme", f"id-{dt.lower()}", write_model(root.parent / f"m-{dt}", build_identity(dt)), "1"
-        )
+        add("acme", f"id-{dt.lower()}", build_identity(dt))
     registry.close()
     return home
 

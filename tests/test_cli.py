@@ -15,6 +15,7 @@ import onnxruntime as ort
 import pytest
 
 from supervisor.modelgraph.build import build_mlp
+from supervisor.signing import generate_signing_key
 from tests.conftest import ire, write_model
 
 
@@ -110,9 +111,13 @@ def test_model_register_refuses_garbage_model(home: Path, tmp_path: Path) -> Non
 def test_serve_register_predict_round_trip(home: Path, tmp_path: Path) -> None:
     ire("tenant", "create", "acme", home=home)
     model = build_mlp((4, 8, 3), seed=1)
-    out = ire(
-        "model", "register", "--tenant", "acme", "--name", "tiny", str(write_model(tmp_path / "m", model)), home=home
-    )
+    generate_signing_key(tmp_path / "key.pem", tmp_path / "pub.pem")
+    ire("signer", "add", "--name", "release", str(tmp_path / "pub.pem"), home=home)
+    model_dir = str(write_model(tmp_path / "m", model))
+    sig = str(tmp_path / "m.sig")
+    ire("model", "sign", model_dir, "--key", str(tmp_path / "key.pem"), "--signature", sig)
+    assert "signed by release" in ire("model", "verify", model_dir, "--signature", sig, home=home).stdout
+    out = ire("model", "register", "--tenant", "acme", "--name", "tiny", "--signature", sig, model_dir, home=home)
     assert "version 1" in out.stdout
     assert "tiny\t1\t" in ire("model", "list", home=home).stdout
     serve = subprocess.Popen(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from supervisor.cli import demo, init, model, predict, quota, serve, tenant, token
+from supervisor.cli import demo, init, model, predict, quota, serve, signer, tenant, token
 from supervisor.errors import IreError
 from supervisor.logs import configure
 
@@ -19,6 +19,7 @@ COMMANDS = (
     serve,
     tenant,
     quota,
+    signer,
     token,
     model,
     predict,

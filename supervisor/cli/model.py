@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from supervisor.cli._common import open_home
-from supervisor.models import register_model
+from supervisor.models import find_onnx, register_model
+from supervisor.signing import sign_model_dir, verify_model_dir
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,8 +17,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reg.add_argument("--tenant", required=True)
     reg.add_argument("--name", required=True)
     reg.add_argument("--version", default="", help="default: the next integer version")
+    reg.add_argument("--signature", type=Path, help="the OpenSSF model-signing signature of PATH")
     reg.add_argument("path", type=Path)
     reg.set_defaults(run=run_register)
+    sign = actions.add_parser("sign", help="sign the model directory PATH (OpenSSF model-signing, EC key)")
+    sign.add_argument("path", type=Path)
+    sign.add_argument("--key", type=Path, required=True, help="EC private key, PEM")
+    sign.add_argument("--signature", type=Path, default=Path("model.sig"), help="output (default: model.sig)")
+    sign.set_defaults(run=run_sign)
+    verify = actions.add_parser("verify", help="check PATH's signature against this home's trusted signers")
+    verify.add_argument("path", type=Path)
+    verify.add_argument("--signature", type=Path, required=True)
+    verify.add_argument("--tenant", default="", help="also accept signers trusted for this tenant")
+    verify.set_defaults(run=run_verify)
     listing = actions.add_parser("list", help="list models")
     listing.add_argument("--tenant")
     listing.set_defaults(run=run_list)
@@ -29,8 +41,22 @@ def _specs(specs: tuple[object, ...]) -> str:
 
 def run_register(args: argparse.Namespace) -> int:
     home = open_home(args)
-    record = register_model(home, home.registry(), args.tenant, args.name, args.path, args.version)
+    record = register_model(home, home.registry(), args.tenant, args.name, args.path, args.version, args.signature)
     print(f"registered {record.tenant}/{record.name} version {record.version} sha256 {record.sha256}")
+    return 0
+
+
+def run_sign(args: argparse.Namespace) -> int:
+    sign_model_dir(args.path, args.key, args.signature)
+    print(f"signed {args.path} -> {args.signature}")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    registry = open_home(args).registry()
+    candidates = registry.signers_for(args.tenant) if args.tenant else registry.signers_for("")
+    verified = verify_model_dir(args.path, args.signature, candidates, find_onnx(args.path), tenant=args.tenant)
+    print(f"verified {args.path}: signed by {verified.signer.name}, {len(verified.manifest.files)} file(s)")
     return 0
 
 

@@ -24,15 +24,15 @@ class ModelStore:
     def __init__(self, root: Path) -> None:
         self._root = root
 
-    def _path(self, digest: str) -> Path:
+    def _path(self, digest: str, suffix: str) -> Path:
         if len(digest) != 64 or not set(digest) <= _HEX:
             raise ModelIntegrityError(f"got digest {digest!r}, expected 64 lowercase hex characters")
-        return self._root / f"{digest}.onnx"
+        return self._root / f"{digest}{suffix}"
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes, suffix: str = ".onnx") -> str:
         """Store ``data`` and return its sha256; storing the same bytes twice is a no-op."""
         digest = sha256_hex(data)
-        path = self._path(digest)
+        path = self._path(digest, suffix)
         if path.exists():
             return digest
         tmp = path.with_suffix(f".tmp-{os.getpid()}")
@@ -48,9 +48,9 @@ class ModelStore:
             raise
         return digest
 
-    def read_verified(self, digest: str, max_bytes: int) -> bytes:
+    def read_verified(self, digest: str, max_bytes: int, suffix: str = ".onnx") -> bytes:
         """Return the stored bytes for ``digest``, refusing anything that does not hash to it."""
-        path = self._path(digest)
+        path = self._path(digest, suffix)
         try:
             with path.open("rb") as f:
                 data = f.read(max_bytes + 1)
