@@ -125,6 +125,18 @@ class QuotaSettings:
 
 
 @dataclass(frozen=True)
+class GpuSettings:
+    # "nvml" (the real GPUs; empty without a driver), "none", or "simulated:LAYOUT" for
+    # tests and demos (layouts: h200-7x1g, mixed, h200-whole).
+    inventory: str = "nvml"
+    # When no slice of the tenant's profile is free: "refuse" (RESOURCE_EXHAUSTED) or
+    # "queue" (wait up to queue_timeout_seconds, with at most max_waiters waiting).
+    when_exhausted: str = "refuse"
+    queue_timeout_seconds: float = 5.0
+    max_waiters: int = 64
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -135,6 +147,7 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
+    gpu: GpuSettings = field(default_factory=GpuSettings)
 
 
 _SECTION_TYPES = {
@@ -147,6 +160,7 @@ _SECTION_TYPES = {
     "audit": AuditSettings,
     "quota": QuotaSettings,
     "models": ModelSettings,
+    "gpu": GpuSettings,
 }
 
 

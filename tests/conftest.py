@@ -48,11 +48,27 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
 
 
+def _has_gpu() -> bool:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return bool(pynvml.nvmlDeviceGetCount())
+    except Exception:  # noqa: BLE001 - any NVML failure means no usable GPU
+        return False
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip_root = pytest.mark.skip(reason="needs root: run as root (CI does)")
+    skip_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU with its driver (NVML); this machine has none")
+    has_gpu = None
     for item in items:
         if "root" in item.keywords and os.geteuid() != 0:
             item.add_marker(skip_root)
+        if "gpu" in item.keywords:
+            has_gpu = _has_gpu() if has_gpu is None else has_gpu
+            if not has_gpu:
+                item.add_marker(skip_gpu)
 
 
 def ire(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from supervisor.cli import demo, init, model, predict, quota, serve, signer, tenant, token
+from supervisor.cli import demo, gpu, init, model, predict, quota, serve, signer, tenant, token
 from supervisor.errors import IreError
 from supervisor.logs import configure
 
@@ -20,6 +20,7 @@ COMMANDS = (
     tenant,
     quota,
     signer,
+    gpu,
     token,
     model,
     predict,

@@ -1,0 +1,17 @@
+"""GPUs and MIG slices: inventory (NVML or simulated), exclusive allocation, worker devices."""
+
+from supervisor.gpu.allocator import Assignment, GpuAllocator
+from supervisor.gpu.inventory import Gpu, GpuInventory, Slice
+from supervisor.gpu.nvml import NvmlInventory
+from supervisor.gpu.simulated import LAYOUTS, SimulatedInventory
+
+__all__ = [
+    "LAYOUTS",
+    "Assignment",
+    "Gpu",
+    "GpuAllocator",
+    "GpuInventory",
+    "NvmlInventory",
+    "SimulatedInventory",
+    "Slice",
+]
