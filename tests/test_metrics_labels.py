@@ -1,0 +1,28 @@
+"""Metric label sets stay bounded whatever callers send."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from supervisor.metrics import OTHER, Metrics
+
+
+def test_label_values_are_bounded() -> None:
+    metrics = Metrics(max_tenants=3, max_models=5)
+    for i in range(100):
+        metrics.observe_call(f"tenant-{i}", f"model-{i}", "predict", "OK", 0.001)
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(metrics.registry).decode())}
+    tenants = {s.labels["tenant"] for s in families["ire_calls"].samples}
+    models = {s.labels["model"] for s in families["ire_calls"].samples}
+    assert len(tenants) == 4 and OTHER in tenants
+    assert len(models) <= 6 and OTHER in models
+
+
+def test_known_values_keep_their_own_series() -> None:
+    metrics = Metrics(max_tenants=1)
+    metrics.observe_call("acme", "mlp", "predict", "OK", 0.001)
+    metrics.observe_call("globex", "mlp", "predict", "OK", 0.001)
+    metrics.observe_call("acme", "mlp", "predict", "OK", 0.001)
+    text = generate_latest(metrics.registry).decode()
+    assert 'ire_calls_total{action="predict",model="acme/mlp",status="OK",tenant="acme"} 2.0' in text
