@@ -7,7 +7,10 @@ Every bound IRE enforces is a named field here, with its reason beside it.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,15 +200,53 @@ def parse_settings(raw: dict[str, Any], source: str = "config") -> Settings:
     return Settings(**sections)
 
 
-def load_settings(path: Path) -> Settings:
-    """Read and validate ``path``."""
+ENV_PREFIX = "IRE_"
+
+
+def _env_value(text: str, kind: str) -> Any:
+    if kind == "bool":
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ConfigError(f"got {text!r}, expected true or false")
+        return text.lower() in ("true", "1")
+    try:
+        return {"int": int, "float": float, "str": str}[kind](text)
+    except ValueError as exc:
+        raise ConfigError(f"got {text!r}, expected {kind}") from exc
+
+
+def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Overlay ``IRE_<SECTION>__<KEY>`` variables (e.g. ``IRE_SERVER__LISTEN``) on ``raw``.
+
+    A variable of that form naming an unknown section or key is an error, like an unknown
+    key in the file.
+    """
+    merged = {name: dict(table) if isinstance(table, dict) else table for name, table in raw.items()}
+    for var, text in sorted(environ.items()):
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        section, _, key = var[len(ENV_PREFIX) :].lower().partition("__")
+        cls = _SECTION_TYPES.get(section)
+        if cls is None:
+            raise ConfigError(f"environment {var}: unknown section [{section}]; known: {sorted(_SECTION_TYPES)}")
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        if key not in fields:
+            raise ConfigError(f"environment {var}: unknown key {section}.{key}; known: {sorted(fields)}")
+        try:
+            merged.setdefault(section, {})[key] = _env_value(text, str(fields[key]))
+        except ConfigError as exc:
+            raise ConfigError(f"environment {var}: {exc}") from exc
+    return merged
+
+
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate ``path``, with ``IRE_<SECTION>__<KEY>`` environment overrides."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"no config file at {path}; run `ire init` first") from exc
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
-    return parse_settings(raw, str(path))
+    return parse_settings(apply_environment(raw, os.environ if environ is None else environ), str(path))
 
 
 def render_settings(settings: Settings) -> str:
@@ -216,10 +257,11 @@ def render_settings(settings: Settings) -> str:
         section = getattr(settings, name)
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
+            # JSON string escapes are valid TOML basic-string escapes.
             text = (
-                f'"{value}"'
+                json.dumps(value)
                 if isinstance(value, str)
-                else repr(value).lower()
+                else str(value).lower()
                 if isinstance(value, bool)
                 else repr(value)
             )

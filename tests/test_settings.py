@@ -41,3 +41,47 @@ def test_override_keeps_other_defaults() -> None:
 def test_missing_file_says_run_init(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="run `ire init` first"):
         load_settings(tmp_path / "config.toml")
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[server]\nlisten = "127.0.0.1:1"\n')
+    settings = load_settings(
+        path,
+        {
+            "IRE_SERVER__LISTEN": "0.0.0.0:8001",
+            "IRE_WORKERS__MAX_WORKERS": "3",
+            "IRE_MODELS__UNSAFE_ALLOW_UNSIGNED": "false",
+            "IRE_HOME": "/ignored",
+        },
+    )
+    assert settings.server.listen == "0.0.0.0:8001"
+    assert settings.workers.max_workers == 3
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        pytest.param({"IRE_SEVER__LISTEN": "x"}, "unknown section", id="typo_section"),
+        pytest.param({"IRE_SERVER__LISTN": "x"}, "unknown key server.listn", id="typo_key"),
+        pytest.param({"IRE_WORKERS__MAX_WORKERS": "many"}, "expected int", id="not_a_number"),
+        pytest.param({"IRE_QUOTA__UNSAFE_FAIL_OPEN": "yes please"}, "expected true or false", id="not_a_bool"),
+    ],
+)
+def test_bad_environment_override_refused(tmp_path: Path, environ: dict[str, str], message: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path, environ)
+
+
+def test_config_check_cli(tmp_path: Path) -> None:
+    from tests.conftest import ire
+
+    good = tmp_path / "good.toml"
+    good.write_text("[server]\ngrace_seconds = 3\n")
+    assert "valid" in ire("config", "check", str(good)).stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\ngrace = 3\n")
+    proc = ire("config", "check", str(bad), check=False)
+    assert proc.returncode == 1 and "unknown key server.grace" in proc.stderr

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from supervisor.cli import demo, gpu, init, model, predict, quota, serve, signer, tenant, token
+from supervisor.cli import config, demo, gpu, init, model, predict, quota, serve, signer, tenant, token
 from supervisor.errors import IreError
 from supervisor.logs import configure
 
 EXIT_ERROR = 1
 COMMANDS = (
     init,
+    config,
     serve,
     tenant,
     quota,
