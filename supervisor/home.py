@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor.audit.keys import AuditKey
 from supervisor.auth import IssuerKey, TokenVerifier, VerifierSettings, jwks_document
 from supervisor.errors import ConfigError
 from supervisor.registry import ModelStore, Registry
@@ -40,6 +41,10 @@ class Home:
     @property
     def issuer_key_path(self) -> Path:
         return self.root / "keys" / "issuer.pem"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.root / "keys" / "audit.pem"
 
     @property
     def jwks_path(self) -> Path:
@@ -73,6 +78,7 @@ class Home:
             sub.mkdir(mode=0o700, exist_ok=True)
         key = IssuerKey.generate()
         key.save(home.issuer_key_path)
+        AuditKey.generate().save(home.audit_key_path)
         home.jwks_path.write_text(json.dumps(jwks_document([key.public_jwk()]), indent=2) + "\n")
         Registry(home.registry_path).close()
         if SHIPPED_POLICIES.is_dir():

@@ -51,7 +51,7 @@ async def serve(
     listen = listen or settings.server.listen
     verifier = home.verifier(settings)
     registry = home.registry()
-    audit = AuditWriter(home.audit_dir)
+    audit = AuditWriter.for_home(home, settings.audit)
     launcher = LauncherClient.start()
     log.info("launcher ready", pid=launcher.pid, onnxruntime=launcher.ready.onnxruntime_version)
     loop = asyncio.get_running_loop()

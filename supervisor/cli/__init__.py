@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from supervisor.cli import config, demo, gpu, init, model, predict, quota, serve, signer, tenant, token
+from supervisor.cli import audit, config, demo, gpu, init, model, predict, quota, serve, signer, tenant, token
 from supervisor.errors import IreError
 from supervisor.logs import configure
 
@@ -25,6 +25,7 @@ COMMANDS = (
     token,
     model,
     predict,
+    audit,
     demo,
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from supervisor.audit import audited_action, local_principal
 from supervisor.cli._common import open_home
 from supervisor.models import find_onnx, register_model
 from supervisor.signing import sign_model_dir, verify_model_dir
@@ -41,7 +42,9 @@ def _specs(specs: tuple[object, ...]) -> str:
 
 def run_register(args: argparse.Namespace) -> int:
     home = open_home(args)
-    record = register_model(home, home.registry(), args.tenant, args.name, args.path, args.version, args.signature)
+    with audited_action(home, "model.register", local_principal(), tenant=args.tenant, model=args.name) as audit:
+        record = register_model(home, home.registry(), args.tenant, args.name, args.path, args.version, args.signature)
+        audit.update(model_version=record.version, model_sha256=record.sha256, byte_size=record.byte_size)
     print(f"registered {record.tenant}/{record.name} version {record.version} sha256 {record.sha256}")
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from supervisor.audit import audited_action, local_principal
 from supervisor.cli._common import open_home
 from supervisor.registry.records import TIERS
 
@@ -20,8 +21,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    registry = open_home(args).registry()
-    tenant = registry.create_tenant(args.name, args.tier)
+    home = open_home(args)
+    with audited_action(home, "tenant.create", local_principal(), tenant=args.name, tier=args.tier):
+        tenant = home.registry().create_tenant(args.name, args.tier)
     print(f"created tenant {tenant.name} (tier {tenant.tier})")
     return 0
 

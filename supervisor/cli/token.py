@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from supervisor.audit import audited_action, local_principal
+from supervisor.audit.admin import token_id
 from supervisor.cli._common import open_home
 from supervisor.errors import InvalidInputError
 
@@ -31,14 +33,20 @@ def run_issue(args: argparse.Namespace) -> int:
     ttl = args.ttl if args.ttl is not None else settings.auth.default_ttl_seconds
     if not 0 < ttl <= settings.auth.max_ttl_seconds:
         raise InvalidInputError(f"--ttl {ttl} is out of range; expected 1..{settings.auth.max_ttl_seconds}")
-    token = home.issuer_key().issue(
-        issuer=settings.auth.issuer,
-        audience=settings.auth.audience,
-        subject=args.subject or f"{args.tenant}-cli",
-        tenant=args.tenant,
-        scopes=args.scope or ["predict"],
-        ttl_seconds=ttl,
-    )
+    subject, scopes = args.subject or f"{args.tenant}-cli", sorted(set(args.scope or ["predict"]))
+    # Recorded: who got a token for what, and its id; never the token itself.
+    with audited_action(
+        home, "token.issue", local_principal(), tenant=args.tenant, subject=subject, scopes=scopes, ttl_seconds=ttl
+    ) as audit:
+        token = home.issuer_key().issue(
+            issuer=settings.auth.issuer,
+            audience=settings.auth.audience,
+            subject=subject,
+            tenant=args.tenant,
+            scopes=scopes,
+            ttl_seconds=ttl,
+        )
+        audit["jti"] = token_id(token)
     print(token)
     return 0
 
