@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Debian packages the test suite needs (installed only when missing).
 TEST_DEBS := redis-server
+# The sandbox escape suite runs its probes with Debian's /usr/bin/python3 (`ire sandbox run`).
+TEST_DEBS += python3
 
 .PHONY: demo test lint protos bench clean debs
 

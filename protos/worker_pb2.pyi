@@ -126,22 +126,58 @@ class FromWorker(_message.Message):
     def __init__(self, id: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., loaded: _Optional[_Union[ModelLoaded, _Mapping]] = ..., result: _Optional[_Union[InferResult, _Mapping]] = ..., error: _Optional[_Union[WorkerError, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ...) -> None: ...
 
 class SpawnWorker(_message.Message):
-    __slots__ = ("tenant", "worker_id", "intra_op_threads")
+    __slots__ = ("tenant", "worker_id", "intra_op_threads", "uid", "gid", "profile", "devices", "unsafe_no_sandbox")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     INTRA_OP_THREADS_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    UNSAFE_NO_SANDBOX_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     worker_id: str
     intra_op_threads: int
-    def __init__(self, tenant: _Optional[str] = ..., worker_id: _Optional[str] = ..., intra_op_threads: _Optional[int] = ...) -> None: ...
+    uid: int
+    gid: int
+    profile: Profile
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    unsafe_no_sandbox: bool
+    def __init__(self, tenant: _Optional[str] = ..., worker_id: _Optional[str] = ..., intra_op_threads: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., profile: _Optional[_Union[Profile, _Mapping]] = ..., devices: _Optional[_Iterable[str]] = ..., unsafe_no_sandbox: _Optional[bool] = ...) -> None: ...
+
+class Profile(_message.Message):
+    __slots__ = ("memory_bytes", "cpu", "pids", "open_files", "file_size_bytes", "wall_seconds", "tmp_bytes")
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    PIDS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FILES_FIELD_NUMBER: _ClassVar[int]
+    FILE_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TMP_BYTES_FIELD_NUMBER: _ClassVar[int]
+    memory_bytes: int
+    cpu: float
+    pids: int
+    open_files: int
+    file_size_bytes: int
+    wall_seconds: float
+    tmp_bytes: int
+    def __init__(self, memory_bytes: _Optional[int] = ..., cpu: _Optional[float] = ..., pids: _Optional[int] = ..., open_files: _Optional[int] = ..., file_size_bytes: _Optional[int] = ..., wall_seconds: _Optional[float] = ..., tmp_bytes: _Optional[int] = ...) -> None: ...
+
+class StopWorker(_message.Message):
+    __slots__ = ("pid",)
+    PID_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    def __init__(self, pid: _Optional[int] = ...) -> None: ...
 
 class ToLauncher(_message.Message):
-    __slots__ = ("id", "spawn")
+    __slots__ = ("id", "spawn", "stop")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPAWN_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
     id: int
     spawn: SpawnWorker
-    def __init__(self, id: _Optional[int] = ..., spawn: _Optional[_Union[SpawnWorker, _Mapping]] = ...) -> None: ...
+    stop: StopWorker
+    def __init__(self, id: _Optional[int] = ..., spawn: _Optional[_Union[SpawnWorker, _Mapping]] = ..., stop: _Optional[_Union[StopWorker, _Mapping]] = ...) -> None: ...
 
 class WorkerSpawned(_message.Message):
     __slots__ = ("pid",)
@@ -150,20 +186,26 @@ class WorkerSpawned(_message.Message):
     def __init__(self, pid: _Optional[int] = ...) -> None: ...
 
 class WorkerExited(_message.Message):
-    __slots__ = ("pid", "returncode")
+    __slots__ = ("pid", "returncode", "oom_killed")
     PID_FIELD_NUMBER: _ClassVar[int]
     RETURNCODE_FIELD_NUMBER: _ClassVar[int]
+    OOM_KILLED_FIELD_NUMBER: _ClassVar[int]
     pid: int
     returncode: int
-    def __init__(self, pid: _Optional[int] = ..., returncode: _Optional[int] = ...) -> None: ...
+    oom_killed: bool
+    def __init__(self, pid: _Optional[int] = ..., returncode: _Optional[int] = ..., oom_killed: _Optional[bool] = ...) -> None: ...
 
 class LauncherReady(_message.Message):
-    __slots__ = ("pid", "onnxruntime_version")
+    __slots__ = ("pid", "onnxruntime_version", "cgroup_version", "unavailable")
     PID_FIELD_NUMBER: _ClassVar[int]
     ONNXRUNTIME_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
     pid: int
     onnxruntime_version: str
-    def __init__(self, pid: _Optional[int] = ..., onnxruntime_version: _Optional[str] = ...) -> None: ...
+    cgroup_version: int
+    unavailable: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, pid: _Optional[int] = ..., onnxruntime_version: _Optional[str] = ..., cgroup_version: _Optional[int] = ..., unavailable: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LauncherError(_message.Message):
     __slots__ = ("detail",)

@@ -4,6 +4,7 @@ Nothing in this package imports ``supervisor``: the worker runs tenant-supplied 
 must not carry the supervisor's code or secrets. Wire messages come from ``protos``.
 """
 
+from sandbox._prctl import set_child_subreaper
 from sandbox.errors import FrameError, SandboxError
 
-__all__ = ["FrameError", "SandboxError"]
+__all__ = ["FrameError", "SandboxError", "set_child_subreaper"]

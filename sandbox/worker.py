@@ -121,8 +121,18 @@ def _from_array(name: str, array: np.ndarray) -> pb.Tensor:
     return pb.Tensor(name=name, datatype=datatype, shape=array.shape, data=data)
 
 
-def serve(sock: socket.socket, intra_op_threads: int, confinement: list[str]) -> int:
-    """Answer frames on ``sock`` until the supervisor closes it; return an exit status."""
+def serve(
+    sock: socket.socket,
+    intra_op_threads: int,
+    confinement: list[str],
+    after_warmup: Callable[[], None] | None = None,
+) -> int:
+    """Answer frames on ``sock`` until the supervisor closes it; return an exit status.
+
+    ``after_warmup`` runs once, right after the first successful inference has been
+    answered: by then a model is loaded and has run, so the strict seccomp allow-list
+    can be loaded without starving ONNX Runtime's first-run set-up.
+    """
     worker = Worker(intra_op_threads, confinement)
     write_frame(sock, worker.hello().SerializeToString())
     while True:
@@ -131,3 +141,6 @@ def serve(sock: socket.socket, intra_op_threads: int, confinement: list[str]) ->
             return 0
         reply = worker.handle(pb.ToWorker.FromString(payload))
         write_frame(sock, reply.SerializeToString())
+        if after_warmup is not None and reply.WhichOneof("body") == "result":
+            after_warmup()
+            after_warmup = None

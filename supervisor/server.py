@@ -25,7 +25,9 @@ from supervisor.errors import ConfigError
 from supervisor.home import Home
 from supervisor.service import InferenceService
 from supervisor.transport.grpc_inference import InferenceServicer
-from supervisor.workers import LauncherClient, WorkerPool
+from supervisor.workers import WorkerPool
+from supervisor.workers.reaper import Reaper
+from supervisor.workers.startup import registry_tenant_info, start_launcher
 
 log = structlog.get_logger(__name__)
 
@@ -45,17 +47,23 @@ async def serve(
     *,
     on_ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
+    unsafe_no_sandbox: bool = False,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or ``stop`` is set)."""
+    """Serve until SIGTERM/SIGINT (or ``stop`` is set).
+
+    Workers are confined (sandbox/); without confinement on this host, serving is refused
+    unless ``unsafe_no_sandbox``.
+    """
     settings = home.settings()
     listen = listen or settings.server.listen
     verifier = home.verifier(settings)
     registry = home.registry()
     audit = AuditWriter.for_home(home, settings.audit)
-    launcher = LauncherClient.start()
-    log.info("launcher ready", pid=launcher.pid, onnxruntime=launcher.ready.onnxruntime_version)
+    launcher = start_launcher(settings.sandbox, unsafe_no_sandbox=unsafe_no_sandbox)
     loop = asyncio.get_running_loop()
-    pool = WorkerPool(launcher, settings)
+    reaper = Reaper({launcher.pid})
+    reaper.start(loop)
+    pool = WorkerPool(launcher, settings, registry_tenant_info(registry), unsafe_no_sandbox=unsafe_no_sandbox)
     pool.attach(loop)
     service = InferenceService(settings, verifier, registry, home.store(), pool)
     servicer = InferenceServicer(service, audit, ire_version())
@@ -105,6 +113,7 @@ async def serve(
         await health_servicer.enter_graceful_shutdown()
         await server.stop(settings.server.grace_seconds)
         await pool.close()
+        reaper.stop()
         audit.close()
         registry.close()
         log.info("stopped")

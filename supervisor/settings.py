@@ -74,7 +74,9 @@ class SandboxSettings:
     # Tenant number N runs its workers as uid and gid uid_base + N: one uid per tenant, so
     # tenants cannot signal or ptrace each other's workers.
     uid_base: int = 200000
-    # IRE's own cgroup, created under each controller's root; other cgroups are left alone.
+    # IRE's own cgroup, a relative path: on cgroup v1 below the group IRE was started in
+    # (per hierarchy), on v2 below the mount's root (set it to a delegated subtree under
+    # systemd). Other cgroups are left alone. See docs/sandbox.md.
     cgroup_parent: str = "ire"
 
 

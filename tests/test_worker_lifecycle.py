@@ -30,10 +30,11 @@ def _request():
 
 
 def _workers(server: Server) -> list[psutil.Process]:
-    """Workers are the launcher's children; the launcher is the supervisor's child."""
+    """The launcher is the supervisor's child; each of its children is a worker's shim,
+    whose only child is the worker itself (pid 1 of its own pid namespace)."""
     launcher = [p for p in psutil.Process(server.process.pid).children() if "sandbox.launcher" in " ".join(p.cmdline())]
     assert len(launcher) == 1
-    return launcher[0].children()
+    return [worker for shim in launcher[0].children() for worker in shim.children()]
 
 
 def _wait_for(predicate, timeout: float = 10.0) -> None:
@@ -106,7 +107,7 @@ def test_sigterm_stops_workers_and_launcher(tmp_path: Path) -> None:
     server = start_server(make_home(tmp_path / "home"))
     server.stub().ModelInfer(_request(), metadata=server.metadata(), timeout=30)
     descendants = psutil.Process(server.process.pid).children(recursive=True)
-    assert len(descendants) == 2  # launcher and one worker
+    assert len(descendants) == 3  # launcher, and one worker with its shim
     assert stop_server(server) == 0
     _wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in descendants))
 

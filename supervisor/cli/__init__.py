@@ -9,7 +9,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from supervisor.cli import audit, config, demo, gpu, init, model, predict, quota, serve, signer, tenant, token
+from supervisor.cli import (
+    audit,
+    config,
+    demo,
+    gpu,
+    init,
+    model,
+    predict,
+    quota,
+    sandbox,
+    serve,
+    signer,
+    tenant,
+    token,
+)
 from supervisor.errors import IreError
 from supervisor.logs import configure
 
@@ -26,6 +40,7 @@ COMMANDS = (
     model,
     predict,
     audit,
+    sandbox,
     demo,
 )
 

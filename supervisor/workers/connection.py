@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from protos import worker_pb2 as pb
 from sandbox.errors import FrameError
 from sandbox.framing import HEADER, encode_frame, parse_header
-from supervisor.errors import WorkerCrashedError, WorkerProtocolError
+from supervisor.errors import WorkerCrashedError, WorkerProtocolError, WorkerStartError
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +56,10 @@ class WorkerConnection:
         except (TimeoutError, WorkerProtocolError, WorkerCrashedError):
             writer.close()
             raise
+        if first.WhichOneof("body") == "error":
+            # The confinement failed in the child before the worker could start.
+            writer.close()
+            raise WorkerStartError(f"worker {pid} did not start: {first.error.detail[:500]}")
         if first.WhichOneof("body") != "hello":
             writer.close()
             raise WorkerProtocolError(f"worker sent {first.WhichOneof('body')!r} first, expected 'hello'")

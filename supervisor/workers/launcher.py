@@ -1,7 +1,8 @@
 """The supervisor's handle on the launcher process, the only way workers are spawned.
 
 The launcher is a fresh interpreter started with ``subprocess`` (exec, so it is safe from
-a threaded parent). The control socket is read from the event loop; spawn replies resolve
+a threaded parent), with an environment that carries nothing of the supervisor's: workers
+are forked from it. The control socket is read from the event loop; spawn replies resolve
 futures by request id and exit events go to a callback.
 """
 
@@ -13,17 +14,28 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 
 from protos import worker_pb2 as pb
+from sandbox.profile import Profile
 from supervisor.errors import WorkerStartError
 
 log = structlog.get_logger(__name__)
 
 MAX_CONTROL_PACKET = 64 * 1024
-ExitCallback = Callable[[int, int], None]
+# Called with (pid, returncode, oom_killed) for every worker that exits.
+ExitCallback = Callable[[int, int, bool], None]
+# The only variables of the supervisor's environment the launcher (and so every worker
+# forked from it) inherits. Secrets passed to the supervisor in its environment stay there.
+_LAUNCHER_ENV = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV")
+
+
+def launcher_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in _LAUNCHER_ENV}
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+    return env
 
 
 class LauncherClient:
@@ -33,7 +45,7 @@ class LauncherClient:
         self.ready = ready
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[pb.FromLauncher]] = {}
-        self._on_exit: ExitCallback = lambda pid, code: None
+        self._on_exit: ExitCallback = lambda pid, code, oom: None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -41,15 +53,21 @@ class LauncherClient:
         return self._process.pid
 
     @classmethod
-    def start(cls, timeout: float = 60.0) -> LauncherClient:
-        """Start the launcher and wait until it has imported the runtime."""
+    def start(
+        cls, timeout: float = 60.0, cgroup_parent: str = "ire", module: str = "sandbox.launcher"
+    ) -> LauncherClient:
+        """Start the launcher and wait until it has imported the runtime.
+
+        ``module`` is the launcher's entry point; only tests pass another one.
+        """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        command = [sys.executable, "-m", module, "--fd", str(theirs.fileno()), "--parent", str(os.getpid())]
         process = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.launcher", "--fd", str(theirs.fileno()), "--parent", str(os.getpid())],
+            [*command, "--cgroup-parent", cgroup_parent],
             pass_fds=[theirs.fileno()],
-            env=env,
+            env=launcher_env(),
             stdin=subprocess.DEVNULL,
+            cwd="/",
         )
         theirs.close()
         ours.settimeout(timeout)
@@ -86,7 +104,7 @@ class LauncherClient:
             msg = pb.FromLauncher.FromString(data)
             case = msg.WhichOneof("body")
             if case == "exited":
-                self._on_exit(msg.exited.pid, msg.exited.returncode)
+                self._on_exit(msg.exited.pid, msg.exited.returncode, msg.exited.oom_killed)
                 continue
             future = self._pending.pop(msg.id, None)
             if future is not None and not future.done():
@@ -102,17 +120,37 @@ class LauncherClient:
         self._pending.clear()
 
     async def spawn(
-        self, tenant: str, worker_id: str, intra_op_threads: int, timeout: float
+        self,
+        tenant: str,
+        worker_id: str,
+        intra_op_threads: int,
+        timeout: float,
+        *,
+        uid: int = 0,
+        profile: Profile | None = None,
+        devices: Sequence[str] = (),
+        unsafe_no_sandbox: bool = False,
     ) -> tuple[int, socket.socket]:
-        """Fork a worker for ``tenant``; return its pid and the supervisor's end of its socket."""
+        """Fork a worker for ``tenant``; return its pid and the supervisor's end of its socket.
+
+        Without ``profile`` (and ``unsafe_no_sandbox``) the launcher refuses the spawn.
+        """
         if self._process.poll() is not None:
             raise WorkerStartError(f"launcher exited with status {self._process.returncode}")
+        spawn = pb.SpawnWorker(
+            tenant=tenant,
+            worker_id=worker_id,
+            intra_op_threads=intra_op_threads,
+            uid=uid,
+            gid=uid,
+            devices=list(devices),
+            unsafe_no_sandbox=unsafe_no_sandbox,
+        )
+        if profile is not None:
+            spawn.profile.CopyFrom(profile_message(profile))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         request_id = next(self._ids)
-        request = pb.ToLauncher(
-            id=request_id,
-            spawn=pb.SpawnWorker(tenant=tenant, worker_id=worker_id, intra_op_threads=intra_op_threads),
-        )
+        request = pb.ToLauncher(id=request_id, spawn=spawn)
         future: asyncio.Future[pb.FromLauncher] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
@@ -133,6 +171,13 @@ class LauncherClient:
             raise WorkerStartError(f"launcher refused the spawn: {reply.error.detail}")
         return reply.spawned.pid, ours
 
+    def stop(self, pid: int) -> None:
+        """Ask the launcher to kill worker ``pid``'s whole cgroup; its exit event follows."""
+        try:
+            self._control.send(pb.ToLauncher(stop=pb.StopWorker(pid=pid)).SerializeToString())
+        except OSError as exc:
+            log.warning("cannot ask the launcher to stop a worker", pid=pid, error=str(exc))
+
     def close(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._control.fileno())
@@ -142,3 +187,15 @@ class LauncherClient:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+
+
+def profile_message(profile: Profile) -> pb.Profile:
+    return pb.Profile(
+        memory_bytes=profile.memory_bytes,
+        cpu=profile.cpu,
+        pids=profile.pids,
+        open_files=profile.open_files,
+        file_size_bytes=profile.file_size_bytes,
+        wall_seconds=profile.wall_seconds,
+        tmp_bytes=profile.tmp_bytes,
+    )

@@ -1,15 +1,16 @@
 """One worker process per tenant, started on first use, reused, replaced when it dies.
 
 Every worker comes from the launcher (``LauncherClient.spawn``): that is the single spawn
-path the sandbox wraps. The number of live workers is bounded; an idle worker is stopped
-to make room, and when every worker is busy the call is refused.
+path the sandbox wraps. Each worker runs under its tenant's confinement profile and uid,
+and must report every confinement layer in its hello, or it is stopped and the call
+refused; only ``ire serve --unsafe-no-sandbox`` accepts unconfined workers, and then every
+call logs a warning. The number of live workers is bounded; an idle worker is stopped to
+make room, and when every worker is busy the call is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 import time
 import uuid
@@ -19,18 +20,27 @@ from dataclasses import dataclass, field
 import structlog
 
 from protos import worker_pb2 as pb
+from sandbox.confine import LAYERS, layer_names
+from sandbox.profile import Profile, profile_for
 from supervisor.errors import (
     InvalidInputError,
     ModelLoadError,
     UnavailableError,
     WorkerCrashedError,
+    WorkerOutOfMemoryError,
     WorkerProtocolError,
+    WorkerStartError,
 )
 from supervisor.settings import Settings
 from supervisor.workers.connection import WorkerConnection
 from supervisor.workers.launcher import LauncherClient
 
 log = structlog.get_logger(__name__)
+
+# (number, tier) of a tenant, from the registry.
+TenantInfo = Callable[[str], tuple[int, str]]
+# How long a crashed call waits for the launcher's exit report to tell OOM from a crash.
+EXIT_REPORT_SECONDS = 2.0
 
 
 @dataclass
@@ -41,25 +51,55 @@ class _Slot:
     loaded: set[str] = field(default_factory=set)
     loading: dict[str, asyncio.Lock] = field(default_factory=dict)
     last_used: float = 0.0
+    # Seconds one call may take: the worker setting, capped by the profile's wall clock.
+    timeout: float = 60.0
 
 
 class WorkerPool:
-    def __init__(self, launcher: LauncherClient, settings: Settings) -> None:
+    def __init__(
+        self,
+        launcher: LauncherClient,
+        settings: Settings,
+        tenant_info: TenantInfo | None = None,
+        *,
+        unsafe_no_sandbox: bool = False,
+    ) -> None:
         self._launcher = launcher
         self._settings = settings
+        self._tenant_info = tenant_info
+        self._unsafe = unsafe_no_sandbox
         self._slots: dict[str, _Slot] = {}
         self._tenant_of_pid: dict[int, str] = {}
-        self.exits: dict[int, int] = {}
+        self._exit_waiters: dict[int, asyncio.Future[tuple[int, bool]]] = {}
+        # (returncode, oom_killed) of the last workers that exited, by pid.
+        self.exits: dict[int, tuple[int, bool]] = {}
+        # Workers the kernel's OOM killer ended, per tenant.
+        self.oom_kills: dict[str, int] = {}
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._launcher.attach(loop, self._on_exit)
 
-    def _on_exit(self, pid: int, returncode: int) -> None:
+    def _on_exit(self, pid: int, returncode: int, oom_killed: bool) -> None:
         tenant = self._tenant_of_pid.pop(pid, "")
-        self.exits[pid] = returncode
+        self.exits[pid] = (returncode, oom_killed)
         if len(self.exits) > 1024:
             self.exits.pop(next(iter(self.exits)))
-        log.info("worker exited", pid=pid, tenant=tenant, returncode=returncode)
+        if returncode == -signal.SIGSYS:
+            log.warning("worker killed by its seccomp filter: a syscall outside the allow-list", pid=pid, tenant=tenant)
+        if oom_killed:
+            self.oom_kills[tenant] = self.oom_kills.get(tenant, 0) + 1
+            log.warning("worker exceeded its memory limit", pid=pid, tenant=tenant, oom_kills=self.oom_kills[tenant])
+        log.info("worker exited", pid=pid, tenant=tenant, returncode=returncode, oom_killed=oom_killed)
+        waiter = self._exit_waiters.pop(pid, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result((returncode, oom_killed))
+
+    def profile(self, tenant: str) -> tuple[int, Profile]:
+        """The tenant's worker uid and confinement profile."""
+        number, tier = self._tenant_info(tenant) if self._tenant_info is not None else (0, "standard")
+        if number <= 0:
+            raise WorkerStartError(f"tenant {tenant!r} has number {number}, expected a positive integer")
+        return self._settings.sandbox.uid_base + number, profile_for(tier)
 
     def worker_pid(self, tenant: str) -> int | None:
         """The pid of the tenant's live worker, if any."""
@@ -79,26 +119,48 @@ class WorkerPool:
             await self._make_room(slot.tenant)
             cfg = self._settings.workers
             started = time.perf_counter()
+            if self._unsafe:
+                uid, profile = 0, None
+            else:
+                uid, profile = self.profile(slot.tenant)
+            slot.timeout = min(cfg.call_timeout_seconds, profile.wall_seconds if profile else cfg.call_timeout_seconds)
             pid, sock = await self._launcher.spawn(
-                slot.tenant, uuid.uuid4().hex, cfg.intra_op_threads, cfg.start_timeout_seconds
+                slot.tenant,
+                uuid.uuid4().hex,
+                cfg.intra_op_threads,
+                cfg.start_timeout_seconds,
+                uid=uid,
+                profile=profile,
+                unsafe_no_sandbox=self._unsafe,
             )
             self._tenant_of_pid[pid] = slot.tenant
             try:
                 conn = await WorkerConnection.open(
                     pid, sock, self._settings.limits.max_worker_frame_bytes, cfg.start_timeout_seconds
                 )
+                confinement = list(conn.hello.confinement) if conn.hello else []
+                self._check_confinement(slot.tenant, pid, confinement)
             except BaseException:
-                _kill_pid(pid)
+                self._launcher.stop(pid)
                 raise
             log.info(
                 "worker started",
                 tenant=slot.tenant,
                 pid=pid,
-                confinement=list(conn.hello.confinement) if conn.hello else [],
+                uid=uid,
+                confinement=confinement,
                 start_ms=round((time.perf_counter() - started) * 1000, 2),
             )
             slot.conn = conn
             return conn
+
+    def _check_confinement(self, tenant: str, pid: int, confinement: list[str]) -> None:
+        if self._unsafe:
+            return
+        missing = [layer for layer in LAYERS if layer not in layer_names(confinement)]
+        if missing:
+            log.error("worker is not fully confined", tenant=tenant, pid=pid, confinement=confinement, missing=missing)
+            raise WorkerStartError(f"worker {pid} reported confinement {confinement}, missing {missing}")
 
     async def _make_room(self, tenant: str) -> None:
         live = [s for s in self._slots.values() if s.conn is not None and s.conn.alive and s.tenant != tenant]
@@ -114,10 +176,28 @@ class WorkerPool:
 
     def _kill(self, conn: WorkerConnection) -> None:
         conn.close()
-        # Only a pid the launcher has not yet reported as exited is signalled, so a
-        # recycled pid of an unrelated process is not hit.
+        # Only a pid the launcher has not yet reported as exited is stopped, so a
+        # recycled pid of an unrelated process is not hit. The launcher kills the
+        # worker's whole cgroup, so nothing the worker forked survives it.
         if conn.pid in self._tenant_of_pid:
-            _kill_pid(conn.pid)
+            self._launcher.stop(conn.pid)
+
+    async def _crash_cause(self, tenant: str, pid: int, exc: WorkerCrashedError) -> Exception:
+        """Tell an OOM kill from any other crash, from the launcher's exit report."""
+        if pid in self.exits:
+            return self._oom_or(tenant, pid, exc, self.exits[pid][1])
+        waiter = self._exit_waiters.setdefault(pid, asyncio.get_running_loop().create_future())
+        try:
+            _code, oom = await asyncio.wait_for(asyncio.shield(waiter), EXIT_REPORT_SECONDS)
+        except TimeoutError:
+            return exc
+        return self._oom_or(tenant, pid, exc, oom)
+
+    @staticmethod
+    def _oom_or(tenant: str, pid: int, exc: WorkerCrashedError, oom: bool) -> Exception:
+        if not oom:
+            return exc
+        return WorkerOutOfMemoryError(f"worker {pid} of tenant {tenant!r} was killed for exceeding its memory limit")
 
     async def _ensure_loaded(self, slot: _Slot, conn: WorkerConnection, key: str, load: Callable[[], bytes]) -> None:
         if key in slot.loaded:
@@ -142,15 +222,19 @@ class WorkerPool:
 
     async def infer(self, tenant: str, key: str, load: Callable[[], bytes], request: pb.InferRequest) -> pb.InferResult:
         """Run ``request`` on the tenant's worker, loading model ``key`` first if needed."""
+        if self._unsafe:
+            log.warning("UNSAFE: serving a call with an unconfined worker (--unsafe-no-sandbox)", tenant=tenant)
         slot = self._slots.setdefault(tenant, _Slot(tenant))
         slot.last_used = time.monotonic()
         conn = await self._worker(slot)
         try:
             await self._ensure_loaded(slot, conn, key, load)
-            reply = await conn.request(pb.ToWorker(infer=request), self._settings.workers.call_timeout_seconds)
+            reply = await conn.request(pb.ToWorker(infer=request), slot.timeout)
         except WorkerProtocolError:
             self._kill(conn)
             raise
+        except WorkerCrashedError as exc:
+            raise await self._crash_cause(tenant, conn.pid, exc) from exc
         except TimeoutError as exc:
             log.error("worker call timed out; stopping the worker", pid=conn.pid)
             self._kill(conn)
@@ -170,8 +254,3 @@ class WorkerPool:
                 self._kill(slot.conn)
         self._slots.clear()
         self._launcher.close()
-
-
-def _kill_pid(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
