@@ -22,8 +22,8 @@ from supervisor.audit.writer import read_records
 from supervisor.client import build_request, decode_response
 from supervisor.home import Home
 from supervisor.modelgraph.build import build_mlp
-from supervisor.signing.onboard import local_signer, sign_and_register
 from supervisor.server import serve
+from supervisor.signing.onboard import local_signer, sign_and_register
 
 
 def _say(text: str) -> None:

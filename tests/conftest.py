@@ -54,7 +54,7 @@ def _has_gpu() -> bool:
 
         pynvml.nvmlInit()
         return bool(pynvml.nvmlDeviceGetCount())
-    except Exception:  # noqa: BLE001 - any NVML failure means no usable GPU
+    except Exception:
         return False
 
 
