@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Files with a gRPC service also get a *_pb2_grpc.py module.
 MESSAGES = ["protos/worker.proto", "protos/onnx_subset.proto"]
-SERVICES = ["protos/inference/grpc_predict_v2.proto"]
+SERVICES = ["protos/inference/grpc_predict_v2.proto", "protos/admin.proto"]
 
 
 def generate(out: Path) -> None:

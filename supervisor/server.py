@@ -18,12 +18,17 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from protos import admin_pb2, admin_pb2_grpc
 from protos.inference import grpc_predict_v2_pb2 as oip
 from protos.inference import grpc_predict_v2_pb2_grpc as oip_grpc
+from supervisor.admin import AdminService
 from supervisor.audit import AuditWriter
 from supervisor.errors import ConfigError
 from supervisor.home import Home
-from supervisor.service import InferenceService
+from supervisor.policy.runtime import start_policy
+from supervisor.service import Authenticator, InferenceService
+from supervisor.transport.calls import CallRunner
+from supervisor.transport.grpc_admin import AdminServicer
 from supervisor.transport.grpc_inference import InferenceServicer
 from supervisor.workers import WorkerPool
 from supervisor.workers.reaper import Reaper
@@ -32,6 +37,7 @@ from supervisor.workers.startup import registry_tenant_info, start_launcher
 log = structlog.get_logger(__name__)
 
 OIP_SERVICE = oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 
 
 def ire_version() -> str:
@@ -65,8 +71,17 @@ async def serve(
     reaper.start(loop)
     pool = WorkerPool(launcher, settings, registry_tenant_info(registry), unsafe_no_sandbox=unsafe_no_sandbox)
     pool.attach(loop)
-    service = InferenceService(settings, verifier, registry, home.store(), pool)
-    servicer = InferenceServicer(service, audit, ire_version())
+    try:
+        # No usable policy set, no service (docs/policies.md).
+        policy = await start_policy(home, settings, audit)
+    except ConfigError:
+        await pool.close()
+        reaper.stop()
+        raise
+    calls = CallRunner(Authenticator(verifier, registry), audit)
+    service = InferenceService(settings, registry, home.store(), pool, policy.authorizer)
+    servicer = InferenceServicer(service, calls, ire_version())
+    admin_servicer = AdminServicer(AdminService(registry, policy.authorizer, policy), calls)
 
     # gRPC's own bound is above ours so that an oversized request reaches the handler and
     # gets INVALID_ARGUMENT with the limit named; it still caps what the server buffers.
@@ -81,18 +96,27 @@ async def serve(
         ]
     )
     oip_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(admin_servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        [OIP_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+        [
+            OIP_SERVICE,
+            ADMIN_SERVICE,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
     )
     try:
         port = server.add_insecure_port(listen)
     except RuntimeError as exc:
         await pool.close()
+        await policy.close()
         raise ConfigError(f"cannot listen on {listen}: {exc}") from exc
     if port == 0:
         await pool.close()
+        await policy.close()
         raise ConfigError(f"cannot listen on {listen}")
     stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -112,6 +136,7 @@ async def serve(
         servicer.ready = False
         await health_servicer.enter_graceful_shutdown()
         await server.stop(settings.server.grace_seconds)
+        await policy.close()
         await pool.close()
         reaper.stop()
         audit.close()

@@ -84,6 +84,32 @@ class SandboxSettings:
 class PolicySettings:
     # "embedded" (regorus, in process) or "remote" (an OPA server, e.g. a sidecar).
     engine: str = "embedded"
+    # Show the policy's reasons to a denied caller. Reasons are written by admins and are
+    # always audited; false tells callers only "denied by policy".
+    show_reasons: bool = True
+    # Longest one decision may take, in seconds (either engine); a later one is a refusal
+    # ("policy unavailable"). A slow OPA is cut off at this deadline; an embedded decision
+    # is checked against it, and a candidate set whose probes exceed it is refused
+    # (regorus cannot be interrupted: docs/policies.md).
+    timeout_seconds: float = 0.5
+    # Serve embedded decisions with regorus's compiled RVM when it agrees with the
+    # interpreter on the probe corpus; false always interprets (docs/policies.md).
+    compiled: bool = True
+    # Cache embedded decisions, keyed by revision, tenant and every input field the
+    # policy reads (a set whose reads cannot be listed is never cached).
+    decision_cache: bool = True
+    # Most decisions cached (LRU); bounds the cache's memory.
+    decision_cache_entries: int = 10000
+    # Seconds between checks of the home's policies/ for changes (hot reload).
+    reload_poll_seconds: float = 2.0
+    # Longest a candidate set may take to compile and pass its tests; past it, it is refused.
+    reload_timeout_seconds: float = 30.0
+    # Remote engine: the OPA server, https only.
+    remote_url: str = "https://127.0.0.1:8181"
+    # Remote engine: file, relative to the home, holding the bearer token for OPA.
+    remote_token_file: str = "opa/token"  # noqa: S105 - a file name, not a secret
+    # Remote engine: CA certificates, relative to the home, that verify OPA's TLS certificate.
+    remote_ca_file: str = "opa/ca.pem"
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from supervisor.errors import (
     UnavailableError,
     WorkerOutOfMemoryError,
 )
+from supervisor.policy.errors import PolicySetError
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ _TABLE: list[tuple[type[BaseException], Mapping]] = [
     (PermissionDeniedError, Mapping(grpc.StatusCode.PERMISSION_DENIED, Outcome.DENIED, None)),
     (NotFoundError, Mapping(grpc.StatusCode.NOT_FOUND, Outcome.DENIED, None)),
     (AlreadyExistsError, Mapping(grpc.StatusCode.ALREADY_EXISTS, Outcome.MALFORMED, None)),
+    # A policy reload refused: the admin who asked sees why (file, rule, failing test).
+    (PolicySetError, Mapping(grpc.StatusCode.FAILED_PRECONDITION, Outcome.FAILED, None)),
     (QuotaExceededError, Mapping(grpc.StatusCode.RESOURCE_EXHAUSTED, Outcome.DENIED, None)),
     (
         WorkerOutOfMemoryError,

@@ -1,0 +1,54 @@
+"""The interface every policy engine implements, embedded or remote."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["Evaluation", "PolicyEngine", "Query"]
+
+
+class Query(enum.Enum):
+    """The decisions IRE asks for. Each is the ``decision`` rule of one package."""
+
+    AUTHZ = "ire.authz"
+    ADMISSION = "ire.admission"
+
+    @property
+    def rule(self) -> str:
+        """The rule path, as the embedded engine names it (``data.ire.authz.decision``)."""
+        return f"data.{self.value}.decision"
+
+    @property
+    def package(self) -> str:
+        return f"data.{self.value}"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The raw value of a decision rule (None when undefined) and the revision that produced it."""
+
+    value: Any
+    revision: str
+
+
+class PolicyEngine(Protocol):
+    """Evaluates decisions. Implementations fail closed.
+
+    ``evaluate`` returns the rule's value or raises
+    :class:`~supervisor.policy.errors.PolicyEngineError` (crash, timeout, unreachable);
+    it never returns a default decision of its own.
+    """
+
+    name: str
+
+    @property
+    def revision(self) -> str:
+        """The revision of the policy set in force ('' if unknown)."""
+        ...
+
+    async def evaluate(self, query: Query, document: Mapping[str, Any]) -> Evaluation: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,117 @@
+"""Validate a candidate policy set in a child process: ``python -m supervisor.policy.validate``.
+
+A running server validates reloads here rather than in itself. regorus holds the GIL for
+as long as it parses or evaluates, so in-process validation would stall every call and
+could not be stopped; a child can be killed at the reload deadline, and a set that makes
+the parser crash takes down only the child. The child prints one JSON document: the
+validated set (its files, so the server serves exactly the bytes that were tested) or
+the reason it was refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from supervisor.logs import configure
+from supervisor.policy.compiler import CompiledPolicy, compile_policy
+from supervisor.policy.engine import Query
+from supervisor.policy.errors import PolicySetError
+from supervisor.policy.policyset import MAX_TOTAL_BYTES, PolicySet, load_policy_set
+
+__all__ = ["compiled_from_json", "compiled_to_json", "validate_in_child"]
+
+# The child's answer holds the set's text and its compiled program: bound what is read.
+_MAX_ANSWER_BYTES = 4 * MAX_TOTAL_BYTES
+
+
+def compiled_to_json(compiled: CompiledPolicy) -> dict[str, Any]:
+    return {
+        "revision": compiled.revision,
+        "files": {f.path: f.text for f in compiled.policy_set.files},
+        "queries": sorted(q.value for q in compiled.queries),
+        "program": base64.b64encode(compiled.program).decode() if compiled.program is not None else None,
+        "vm_note": compiled.vm_note,
+        "tests": compiled.tests,
+        "reads": [list(p) for p in compiled.reads] if compiled.reads is not None else None,
+    }
+
+
+def compiled_from_json(doc: dict[str, Any]) -> CompiledPolicy:
+    policy_set = PolicySet.from_files({str(k): str(v) for k, v in doc["files"].items()})
+    if policy_set.revision != doc["revision"]:
+        raise PolicySetError(f"validated revision {doc['revision']!r} does not match its files")
+    program = doc["program"]
+    reads = doc["reads"]
+    return CompiledPolicy(
+        policy_set=policy_set,
+        queries=frozenset(Query(v) for v in doc["queries"]),
+        program=base64.b64decode(program) if program is not None else None,
+        vm_note=str(doc["vm_note"]),
+        tests=int(doc["tests"]),
+        reads=tuple(tuple(str(s) for s in p) for p in reads) if reads is not None else None,
+    )
+
+
+async def validate_in_child(
+    directory: Path, *, skip_revision: str, use_vm: bool, deadline_seconds: float, timeout_seconds: float
+) -> CompiledPolicy | None:
+    """The validated set in ``directory``, or None when its revision is ``skip_revision``."""
+    argv = [sys.executable, "-m", "supervisor.policy.validate", str(directory), "--skip", skip_revision]
+    argv += ["--deadline", str(deadline_seconds)] + ([] if use_vm else ["--no-vm"])
+    child = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    assert child.stdout is not None
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            answer = await child.stdout.read(_MAX_ANSWER_BYTES + 1)
+            await child.wait()
+    except TimeoutError as exc:
+        raise PolicySetError(f"the set took over {timeout_seconds} s to compile and test") from exc
+    finally:
+        if child.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            await child.wait()
+    if len(answer) > _MAX_ANSWER_BYTES:
+        raise PolicySetError(f"the validator answered over {_MAX_ANSWER_BYTES} bytes")
+    try:
+        doc = json.loads(answer)
+    except ValueError as exc:
+        raise PolicySetError(f"the validator exited {child.returncode} without an answer") from exc
+    if doc.get("error"):
+        raise PolicySetError(str(doc["error"]))
+    return None if doc.get("unchanged") else compiled_from_json(doc["compiled"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m supervisor.policy.validate", description=__doc__)
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--skip", default="", help="answer 'unchanged' when the set has this revision")
+    parser.add_argument("--deadline", type=float, default=0.5)
+    parser.add_argument("--no-vm", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        policy_set = load_policy_set(args.directory)
+        if policy_set.revision == args.skip:
+            answer: dict[str, Any] = {"unchanged": True}
+        else:
+            compiled, _ = compile_policy(policy_set, use_vm=not args.no_vm, deadline_seconds=args.deadline)
+            answer = {"compiled": compiled_to_json(compiled)}
+    except PolicySetError as exc:
+        answer = {"error": str(exc)}
+    sys.stdout.write(json.dumps(answer))
+    sys.stdout.flush()
+    return 0 if "error" not in answer else 1
+
+
+if __name__ == "__main__":
+    configure("warning")  # to stderr: stdout carries the answer
+    sys.exit(main())
