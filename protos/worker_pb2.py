@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/worker.proto\x12\rire.worker.v1\"E\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\",\n\tLoadModel\x12\x11\n\tmodel_key\x18\x01 \x01(\t\x12\x0c\n\x04onnx\x18\x02 \x01(\x0c\" \n\x0bUnloadModel\x12\x11\n\tmodel_key\x18\x01 \x01(\t\"Y\n\x0cInferRequest\x12\x11\n\tmodel_key\x18\x01 \x01(\t\x12%\n\x06inputs\x18\x02 \x03(\x0b\x32\x15.ire.worker.v1.Tensor\x12\x0f\n\x07outputs\x18\x03 \x03(\t\"\x06\n\x04Ping\"\xc9\x01\n\x08ToWorker\x12\n\n\x02id\x18\x01 \x01(\x04\x12(\n\x04load\x18\x02 \x01(\x0b\x32\x18.ire.worker.v1.LoadModelH\x00\x12,\n\x05infer\x18\x03 \x01(\x0b\x32\x1b.ire.worker.v1.InferRequestH\x00\x12,\n\x06unload\x18\x04 \x01(\x0b\x32\x1a.ire.worker.v1.UnloadModelH\x00\x12#\n\x04ping\x18\x05 \x01(\x0b\x32\x13.ire.worker.v1.PingH\x00\x42\x06\n\x04\x62ody\"F\n\x05Hello\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x1b\n\x13onnxruntime_version\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfinement\x18\x03 \x03(\t\"3\n\x0bModelLoaded\x12\x11\n\tmodel_key\x18\x01 \x01(\t\x12\x11\n\tproviders\x18\x02 \x03(\t\"5\n\x0bInferResult\x12&\n\x07outputs\x18\x01 \x03(\x0b\x32\x15.ire.worker.v1.Tensor\"\x06\n\x04Pong\"\xaa\x01\n\x0bWorkerError\x12-\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1f.ire.worker.v1.WorkerError.Code\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\\\n\x04\x43ode\x12\x14\n\x10\x43ODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x42\x41\x44_REQUEST\x10\x01\x12\x0f\n\x0bLOAD_FAILED\x10\x02\x12\x0e\n\nNOT_LOADED\x10\x03\x12\x0c\n\x08INTERNAL\x10\x04\"\xf5\x01\n\nFromWorker\x12\n\n\x02id\x18\x01 \x01(\x04\x12%\n\x05hello\x18\x02 \x01(\x0b\x32\x14.ire.worker.v1.HelloH\x00\x12,\n\x06loaded\x18\x03 \x01(\x0b\x32\x1a.ire.worker.v1.ModelLoadedH\x00\x12,\n\x06result\x18\x04 \x01(\x0b\x32\x1a.ire.worker.v1.InferResultH\x00\x12+\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x1a.ire.worker.v1.WorkerErrorH\x00\x12#\n\x04pong\x18\x06 \x01(\x0b\x32\x13.ire.worker.v1.PongH\x00\x42\x06\n\x04\x62ody\"\xb9\x01\n\x0bSpawnWorker\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x18\n\x10intra_op_threads\x18\x03 \x01(\r\x12\x0b\n\x03uid\x18\x04 \x01(\r\x12\x0b\n\x03gid\x18\x05 \x01(\r\x12\'\n\x07profile\x18\x06 \x01(\x0b\x32\x16.ire.worker.v1.Profile\x12\x0f\n\x07\x64\x65vices\x18\x07 \x03(\t\x12\x19\n\x11unsafe_no_sandbox\x18\x08 \x01(\x08\"\x90\x01\n\x07Profile\x12\x14\n\x0cmemory_bytes\x18\x01 \x01(\x04\x12\x0b\n\x03\x63pu\x18\x02 \x01(\x01\x12\x0c\n\x04pids\x18\x03 \x01(\r\x12\x12\n\nopen_files\x18\x04 \x01(\r\x12\x17\n\x0f\x66ile_size_bytes\x18\x05 \x01(\x04\x12\x14\n\x0cwall_seconds\x18\x06 \x01(\x01\x12\x11\n\ttmp_bytes\x18\x07 \x01(\x04\"\x19\n\nStopWorker\x12\x0b\n\x03pid\x18\x01 \x01(\x05\"x\n\nToLauncher\x12\n\n\x02id\x18\x01 \x01(\x04\x12+\n\x05spawn\x18\x02 \x01(\x0b\x32\x1a.ire.worker.v1.SpawnWorkerH\x00\x12)\n\x04stop\x18\x03 \x01(\x0b\x32\x19.ire.worker.v1.StopWorkerH\x00\x42\x06\n\x04\x62ody\"\x1c\n\rWorkerSpawned\x12\x0b\n\x03pid\x18\x01 \x01(\x05\"C\n\x0cWorkerExited\x12\x0b\n\x03pid\x18\x01 \x01(\x05\x12\x12\n\nreturncode\x18\x02 \x01(\x05\x12\x12\n\noom_killed\x18\x03 \x01(\x08\"f\n\rLauncherReady\x12\x0b\n\x03pid\x18\x01 \x01(\x05\x12\x1b\n\x13onnxruntime_version\x18\x02 \x01(\t\x12\x16\n\x0e\x63group_version\x18\x03 \x01(\r\x12\x13\n\x0bunavailable\x18\x04 \x03(\t\"\x1f\n\rLauncherError\x12\x0e\n\x06\x64\x65tail\x18\x01 \x01(\t\"\xe0\x01\n\x0c\x46romLauncher\x12\n\n\x02id\x18\x01 \x01(\x04\x12/\n\x07spawned\x18\x02 \x01(\x0b\x32\x1c.ire.worker.v1.WorkerSpawnedH\x00\x12-\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1c.ire.worker.v1.LauncherErrorH\x00\x12-\n\x06\x65xited\x18\x04 \x01(\x0b\x32\x1b.ire.worker.v1.WorkerExitedH\x00\x12-\n\x05ready\x18\x05 \x01(\x0b\x32\x1c.ire.worker.v1.LauncherReadyH\x00\x42\x06\n\x04\x62odyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/worker.proto\x12\rire.worker.v1\"E\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\",\n\tLoadModel\x12\x11\n\tmodel_key\x18\x01 \x01(\t\x12\x0c\n\x04onnx\x18\x02 \x01(\x0c\" \n\x0bUnloadModel\x12\x11\n\tmodel_key\x18\x01 \x01(\t\"Y\n\x0cInferRequest\x12\x11\n\tmodel_key\x18\x01 \x01(\t\x12%\n\x06inputs\x18\x02 \x03(\x0b\x32\x15.ire.worker.v1.Tensor\x12\x0f\n\x07outputs\x18\x03 \x03(\t\"\x06\n\x04Ping\"\xc9\x01\n\x08ToWorker\x12\n\n\x02id\x18\x01 \x01(\x04\x12(\n\x04load\x18\x02 \x01(\x0b\x32\x18.ire.worker.v1.LoadModelH\x00\x12,\n\x05infer\x18\x03 \x01(\x0b\x32\x1b.ire.worker.v1.InferRequestH\x00\x12,\n\x06unload\x18\x04 \x01(\x0b\x32\x1a.ire.worker.v1.UnloadModelH\x00\x12#\n\x04ping\x18\x05 \x01(\x0b\x32\x13.ire.worker.v1.PingH\x00\x42\x06\n\x04\x62ody\"F\n\x05Hello\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x1b\n\x13onnxruntime_version\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfinement\x18\x03 \x03(\t\"3\n\x0bModelLoaded\x12\x11\n\tmodel_key\x18\x01 \x01(\t\x12\x11\n\tproviders\x18\x02 \x03(\t\"5\n\x0bInferResult\x12&\n\x07outputs\x18\x01 \x03(\x0b\x32\x15.ire.worker.v1.Tensor\"\x06\n\x04Pong\"\xbc\x01\n\x0bWorkerError\x12-\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1f.ire.worker.v1.WorkerError.Code\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"n\n\x04\x43ode\x12\x14\n\x10\x43ODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x42\x41\x44_REQUEST\x10\x01\x12\x0f\n\x0bLOAD_FAILED\x10\x02\x12\x0e\n\nNOT_LOADED\x10\x03\x12\x0c\n\x08INTERNAL\x10\x04\x12\x10\n\x0cGPU_UNUSABLE\x10\x05\"\xf5\x01\n\nFromWorker\x12\n\n\x02id\x18\x01 \x01(\x04\x12%\n\x05hello\x18\x02 \x01(\x0b\x32\x14.ire.worker.v1.HelloH\x00\x12,\n\x06loaded\x18\x03 \x01(\x0b\x32\x1a.ire.worker.v1.ModelLoadedH\x00\x12,\n\x06result\x18\x04 \x01(\x0b\x32\x1a.ire.worker.v1.InferResultH\x00\x12+\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x1a.ire.worker.v1.WorkerErrorH\x00\x12#\n\x04pong\x18\x06 \x01(\x0b\x32\x13.ire.worker.v1.PongH\x00\x42\x06\n\x04\x62ody\"\xf5\x02\n\x0bSpawnWorker\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x18\n\x10intra_op_threads\x18\x03 \x01(\r\x12\x0b\n\x03uid\x18\x04 \x01(\r\x12\x0b\n\x03gid\x18\x05 \x01(\r\x12\'\n\x07profile\x18\x06 \x01(\x0b\x32\x16.ire.worker.v1.Profile\x12\x19\n\x11unsafe_no_sandbox\x18\x08 \x01(\x08\x12&\n\x07\x64\x65vices\x18\t \x03(\x0b\x32\x15.ire.worker.v1.Device\x12@\n\x0b\x65nvironment\x18\n \x03(\x0b\x32+.ire.worker.v1.SpawnWorker.EnvironmentEntry\x12\x0b\n\x03gpu\x18\x0b \x01(\x08\x12\x1a\n\x12\x61llow_cpu_fallback\x18\x0c \x01(\x08\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x07\x10\x08\"4\n\x06\x44\x65vice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05major\x18\x02 \x01(\r\x12\r\n\x05minor\x18\x03 \x01(\r\"\x90\x01\n\x07Profile\x12\x14\n\x0cmemory_bytes\x18\x01 \x01(\x04\x12\x0b\n\x03\x63pu\x18\x02 \x01(\x01\x12\x0c\n\x04pids\x18\x03 \x01(\r\x12\x12\n\nopen_files\x18\x04 \x01(\r\x12\x17\n\x0f\x66ile_size_bytes\x18\x05 \x01(\x04\x12\x14\n\x0cwall_seconds\x18\x06 \x01(\x01\x12\x11\n\ttmp_bytes\x18\x07 \x01(\x04\"\x19\n\nStopWorker\x12\x0b\n\x03pid\x18\x01 \x01(\x05\"x\n\nToLauncher\x12\n\n\x02id\x18\x01 \x01(\x04\x12+\n\x05spawn\x18\x02 \x01(\x0b\x32\x1a.ire.worker.v1.SpawnWorkerH\x00\x12)\n\x04stop\x18\x03 \x01(\x0b\x32\x19.ire.worker.v1.StopWorkerH\x00\x42\x06\n\x04\x62ody\"\x1c\n\rWorkerSpawned\x12\x0b\n\x03pid\x18\x01 \x01(\x05\"C\n\x0cWorkerExited\x12\x0b\n\x03pid\x18\x01 \x01(\x05\x12\x12\n\nreturncode\x18\x02 \x01(\x05\x12\x12\n\noom_killed\x18\x03 \x01(\x08\"f\n\rLauncherReady\x12\x0b\n\x03pid\x18\x01 \x01(\x05\x12\x1b\n\x13onnxruntime_version\x18\x02 \x01(\t\x12\x16\n\x0e\x63group_version\x18\x03 \x01(\r\x12\x13\n\x0bunavailable\x18\x04 \x03(\t\"\x1f\n\rLauncherError\x12\x0e\n\x06\x64\x65tail\x18\x01 \x01(\t\"\xe0\x01\n\x0c\x46romLauncher\x12\n\n\x02id\x18\x01 \x01(\x04\x12/\n\x07spawned\x18\x02 \x01(\x0b\x32\x1c.ire.worker.v1.WorkerSpawnedH\x00\x12-\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1c.ire.worker.v1.LauncherErrorH\x00\x12-\n\x06\x65xited\x18\x04 \x01(\x0b\x32\x1b.ire.worker.v1.WorkerExitedH\x00\x12-\n\x05ready\x18\x05 \x01(\x0b\x32\x1c.ire.worker.v1.LauncherReadyH\x00\x42\x06\n\x04\x62odyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.worker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SPAWNWORKER_ENVIRONMENTENTRY']._loaded_options = None
+  _globals['_SPAWNWORKER_ENVIRONMENTENTRY']._serialized_options = b'8\001'
   _globals['_TENSOR']._serialized_start=38
   _globals['_TENSOR']._serialized_end=107
   _globals['_LOADMODEL']._serialized_start=109
@@ -52,27 +54,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PONG']._serialized_start=672
   _globals['_PONG']._serialized_end=678
   _globals['_WORKERERROR']._serialized_start=681
-  _globals['_WORKERERROR']._serialized_end=851
+  _globals['_WORKERERROR']._serialized_end=869
   _globals['_WORKERERROR_CODE']._serialized_start=759
-  _globals['_WORKERERROR_CODE']._serialized_end=851
-  _globals['_FROMWORKER']._serialized_start=854
-  _globals['_FROMWORKER']._serialized_end=1099
-  _globals['_SPAWNWORKER']._serialized_start=1102
-  _globals['_SPAWNWORKER']._serialized_end=1287
-  _globals['_PROFILE']._serialized_start=1290
-  _globals['_PROFILE']._serialized_end=1434
-  _globals['_STOPWORKER']._serialized_start=1436
-  _globals['_STOPWORKER']._serialized_end=1461
-  _globals['_TOLAUNCHER']._serialized_start=1463
-  _globals['_TOLAUNCHER']._serialized_end=1583
-  _globals['_WORKERSPAWNED']._serialized_start=1585
-  _globals['_WORKERSPAWNED']._serialized_end=1613
-  _globals['_WORKEREXITED']._serialized_start=1615
-  _globals['_WORKEREXITED']._serialized_end=1682
-  _globals['_LAUNCHERREADY']._serialized_start=1684
-  _globals['_LAUNCHERREADY']._serialized_end=1786
-  _globals['_LAUNCHERERROR']._serialized_start=1788
-  _globals['_LAUNCHERERROR']._serialized_end=1819
-  _globals['_FROMLAUNCHER']._serialized_start=1822
-  _globals['_FROMLAUNCHER']._serialized_end=2046
+  _globals['_WORKERERROR_CODE']._serialized_end=869
+  _globals['_FROMWORKER']._serialized_start=872
+  _globals['_FROMWORKER']._serialized_end=1117
+  _globals['_SPAWNWORKER']._serialized_start=1120
+  _globals['_SPAWNWORKER']._serialized_end=1493
+  _globals['_SPAWNWORKER_ENVIRONMENTENTRY']._serialized_start=1437
+  _globals['_SPAWNWORKER_ENVIRONMENTENTRY']._serialized_end=1487
+  _globals['_DEVICE']._serialized_start=1495
+  _globals['_DEVICE']._serialized_end=1547
+  _globals['_PROFILE']._serialized_start=1550
+  _globals['_PROFILE']._serialized_end=1694
+  _globals['_STOPWORKER']._serialized_start=1696
+  _globals['_STOPWORKER']._serialized_end=1721
+  _globals['_TOLAUNCHER']._serialized_start=1723
+  _globals['_TOLAUNCHER']._serialized_end=1843
+  _globals['_WORKERSPAWNED']._serialized_start=1845
+  _globals['_WORKERSPAWNED']._serialized_end=1873
+  _globals['_WORKEREXITED']._serialized_start=1875
+  _globals['_WORKEREXITED']._serialized_end=1942
+  _globals['_LAUNCHERREADY']._serialized_start=1944
+  _globals['_LAUNCHERREADY']._serialized_end=2046
+  _globals['_LAUNCHERERROR']._serialized_start=2048
+  _globals['_LAUNCHERERROR']._serialized_end=2079
+  _globals['_FROMLAUNCHER']._serialized_start=2082
+  _globals['_FROMLAUNCHER']._serialized_end=2306
 # @@protoc_insertion_point(module_scope)

@@ -98,11 +98,13 @@ class WorkerError(_message.Message):
         LOAD_FAILED: _ClassVar[WorkerError.Code]
         NOT_LOADED: _ClassVar[WorkerError.Code]
         INTERNAL: _ClassVar[WorkerError.Code]
+        GPU_UNUSABLE: _ClassVar[WorkerError.Code]
     CODE_UNSPECIFIED: WorkerError.Code
     BAD_REQUEST: WorkerError.Code
     LOAD_FAILED: WorkerError.Code
     NOT_LOADED: WorkerError.Code
     INTERNAL: WorkerError.Code
+    GPU_UNUSABLE: WorkerError.Code
     CODE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     code: WorkerError.Code
@@ -126,24 +128,47 @@ class FromWorker(_message.Message):
     def __init__(self, id: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., loaded: _Optional[_Union[ModelLoaded, _Mapping]] = ..., result: _Optional[_Union[InferResult, _Mapping]] = ..., error: _Optional[_Union[WorkerError, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ...) -> None: ...
 
 class SpawnWorker(_message.Message):
-    __slots__ = ("tenant", "worker_id", "intra_op_threads", "uid", "gid", "profile", "devices", "unsafe_no_sandbox")
+    __slots__ = ("tenant", "worker_id", "intra_op_threads", "uid", "gid", "profile", "unsafe_no_sandbox", "devices", "environment", "gpu", "allow_cpu_fallback")
+    class EnvironmentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TENANT_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     INTRA_OP_THREADS_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     GID_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
-    DEVICES_FIELD_NUMBER: _ClassVar[int]
     UNSAFE_NO_SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    GPU_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_CPU_FALLBACK_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     worker_id: str
     intra_op_threads: int
     uid: int
     gid: int
     profile: Profile
-    devices: _containers.RepeatedScalarFieldContainer[str]
     unsafe_no_sandbox: bool
-    def __init__(self, tenant: _Optional[str] = ..., worker_id: _Optional[str] = ..., intra_op_threads: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., profile: _Optional[_Union[Profile, _Mapping]] = ..., devices: _Optional[_Iterable[str]] = ..., unsafe_no_sandbox: _Optional[bool] = ...) -> None: ...
+    devices: _containers.RepeatedCompositeFieldContainer[Device]
+    environment: _containers.ScalarMap[str, str]
+    gpu: bool
+    allow_cpu_fallback: bool
+    def __init__(self, tenant: _Optional[str] = ..., worker_id: _Optional[str] = ..., intra_op_threads: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., profile: _Optional[_Union[Profile, _Mapping]] = ..., unsafe_no_sandbox: _Optional[bool] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., environment: _Optional[_Mapping[str, str]] = ..., gpu: _Optional[bool] = ..., allow_cpu_fallback: _Optional[bool] = ...) -> None: ...
+
+class Device(_message.Message):
+    __slots__ = ("name", "major", "minor")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MAJOR_FIELD_NUMBER: _ClassVar[int]
+    MINOR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    major: int
+    minor: int
+    def __init__(self, name: _Optional[str] = ..., major: _Optional[int] = ..., minor: _Optional[int] = ...) -> None: ...
 
 class Profile(_message.Message):
     __slots__ = ("memory_bytes", "cpu", "pids", "open_files", "file_size_bytes", "wall_seconds", "tmp_bytes")

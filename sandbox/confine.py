@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from sandbox import _prctl, landlock, mounts, namespaces, privileges, rlimits, seccomp
 from sandbox.cgroups import Cgroup
+from sandbox.devices import BASE_DEVICES, Device, base_devices, present
 from sandbox.profile import Profile
 
 # The layers a fully confined process reports, in the order they are applied. The
@@ -57,8 +58,9 @@ class Confinement:
     gid: int
     # Directories of the Python installation and IRE's own packages (read-only).
     read_paths: tuple[str, ...] = ()
-    # Extra /dev entries, e.g. a GPU slice's nodes.
-    devices: tuple[str, ...] = ()
+    # A GPU slice's device nodes, besides the base nodes every process gets: the devices
+    # cgroup allows exactly these, and those the host has are bound into the child's /dev.
+    devices: tuple[Device, ...] = ()
     # Exec mode (`ire sandbox run`): system binaries are executable and execve is allowed.
     allow_exec: bool = False
     hostname: str = "ire"
@@ -68,6 +70,12 @@ class Confinement:
 def layer_names(report: Sequence[str]) -> set[str]:
     """``["landlock:abi7", ...]`` -> ``{"landlock", ...}``."""
     return {item.partition(":")[0] for item in report}
+
+
+def prepare_group(group: Cgroup, conf: Confinement) -> None:
+    """Write the group's limits and its device allow-list, before anything joins it."""
+    group.set_limits(conf.profile)
+    group.allow_devices([*base_devices(), *conf.devices])
 
 
 def spawn(
@@ -80,8 +88,9 @@ def spawn(
 ) -> int:
     """Fork a confined child that runs ``body(report)``; return the pid of the shim.
 
-    ``group`` must already carry its limits. ``keep_fds`` survive into the child (all other
-    descriptors are closed); ``on_failure`` receives the reason if a step fails.
+    ``group`` must already carry its limits (:func:`prepare_group`). ``keep_fds`` survive
+    into the child (all other descriptors are closed); ``on_failure`` receives the reason
+    if a step fails.
     """
     parent = os.getpid()
     pid = os.fork()
@@ -211,10 +220,11 @@ def _pid1(
             return 1
         step = "mounts"
         namespaces.set_hostname(conf.hostname)
-        mounts.build_view(conf.profile.tmp_bytes, conf.devices)
+        nodes = [device.name for device in present(conf.devices)]
+        mounts.build_view(conf.profile.tmp_bytes, nodes)
         report.append("mounts")
         step = "landlock"
-        ruleset = _ruleset(conf)  # paths are opened while still root; enforced below
+        ruleset = _ruleset(conf, nodes)  # paths are opened while still root; enforced below
         step = "privileges"
         privileges.drop_to(conf.uid, conf.gid)
         report += ["no_new_privs", "capabilities", f"uid:{conf.uid}"]
@@ -240,14 +250,14 @@ def _pid1(
     return body(report)
 
 
-def _ruleset(conf: Confinement) -> landlock.Ruleset:
+def _ruleset(conf: Confinement, nodes: Sequence[str]) -> landlock.Ruleset:
     ruleset = landlock.Ruleset.create()
     ruleset.allow(conf.read_paths, landlock.READ)
     ruleset.allow(_WORKER_READ, landlock.READ)
     ruleset.allow(["/dev"], landlock.READ_DIR)
-    ruleset.allow([f"/dev/{name}" for name in mounts.BASE_DEVICES], _DEVICE_RW)
+    ruleset.allow([f"/dev/{name}" for name in BASE_DEVICES], _DEVICE_RW)
     # GPU nodes are driven through ioctls; the base nodes need none.
-    ruleset.allow([f"/dev/{name}" for name in conf.devices], _DEVICE_RW | landlock.IOCTL_DEV)
+    ruleset.allow([f"/dev/{name}" for name in nodes], _DEVICE_RW | landlock.IOCTL_DEV)
     ruleset.allow([mounts.PRIVATE_TMP], landlock.SCRATCH)
     if conf.allow_exec:
         ruleset.allow(_EXEC_PATHS, landlock.READ | landlock.EXECUTE)

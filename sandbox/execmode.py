@@ -67,7 +67,7 @@ def run(argv: list[str], conf: confine.Confinement, cgroups: CgroupDriver, name:
         raise ValueError("no command to run")
     group = cgroups.create(name)
     try:
-        group.set_limits(conf.profile)
+        confine.prepare_group(group, conf)
         pid = confine.spawn(conf, group, _exec_body(argv), devnull_stdio=False)
         pidfd = os.pidfd_open(pid)
         try:

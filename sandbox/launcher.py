@@ -50,7 +50,7 @@ import numpy  # noqa: F401 - imported once here so every worker inherits it
 import onnxruntime
 
 from protos import worker_pb2 as pb
-from sandbox import _prctl, confine, landlock, seccomp, worker
+from sandbox import _prctl, confine, devices, landlock, seccomp, worker
 from sandbox.cgroups import Cgroup, CgroupDriver, open_driver
 from sandbox.errors import SandboxError
 from sandbox.framing import encode_frame
@@ -82,9 +82,21 @@ def thread_count() -> int:
 
 def serve_worker(sock: socket.socket, spawn: pb.SpawnWorker, report: list[str]) -> int:
     """The production body: the worker's frame loop, with the strict filter after warm-up."""
-    warmup = seccomp.load_allow_list if "seccomp" in confine.layer_names(report) else None
+    warmup = None
+    if "seccomp" in confine.layer_names(report):
+
+        def warmup() -> None:
+            seccomp.load_allow_list(gpu=spawn.gpu)
+
     with sock:
-        return worker.serve(sock, max(1, spawn.intra_op_threads), report, after_warmup=warmup)
+        return worker.serve(
+            sock,
+            max(1, spawn.intra_op_threads),
+            report,
+            after_warmup=warmup,
+            gpu=spawn.gpu,
+            allow_cpu_fallback=spawn.allow_cpu_fallback,
+        )
 
 
 def profile_from(message: pb.Profile) -> Profile:
@@ -97,6 +109,19 @@ def profile_from(message: pb.Profile) -> Profile:
         wall_seconds=message.wall_seconds,
         tmp_bytes=message.tmp_bytes,
     )
+
+
+def requested_devices(spawn: pb.SpawnWorker) -> tuple[devices.Device, ...]:
+    return tuple(devices.Device(d.name, d.major, d.minor) for d in spawn.devices)
+
+
+def gpu_problem(spawn: pb.SpawnWorker) -> str:
+    """Why the spawn's GPU hand-off (devices, environment) is refused; empty when it is not."""
+    if not (spawn.gpu or spawn.devices or spawn.environment):
+        return ""
+    majors = devices.char_majors(devices.PROC_DEVICES.read_text())
+    problems = devices.gpu_request_problems(spawn.gpu, requested_devices(spawn), dict(spawn.environment), majors)
+    return "; ".join(problems)
 
 
 def confinement_problems(cgroups: CgroupDriver | None, cgroup_error: str) -> list[str]:
@@ -128,6 +153,7 @@ class Launcher:
         self._unavailable = unavailable
         self._body = body
         self._read_paths = runtime_paths()
+        self._gpu_read_paths = devices.gpu_read_paths()
         self._children: set[int] = set()
         self._groups: dict[int, Cgroup] = {}
         self._spare: list[Cgroup] = []
@@ -198,6 +224,10 @@ class Launcher:
             problem = f"launcher has {threads} threads, expected {self._baseline_threads}; refusing to fork"
         elif not request.spawn.unsafe_no_sandbox:
             problem = self._confinement_problem(request.spawn)
+        if not problem:
+            # Checked for unconfined workers too: the environment allow-list is not a
+            # confinement layer but a bound on what the supervisor may pass.
+            problem = gpu_problem(request.spawn)
         if problem:
             for fd in fds:
                 os.close(fd)
@@ -243,9 +273,9 @@ class Launcher:
             profile=profile,
             uid=spawn.uid,
             gid=spawn.gid,
-            read_paths=self._read_paths,
-            devices=tuple(spawn.devices),
-            env=dict(WORKER_ENV),
+            read_paths=self._read_paths + (self._gpu_read_paths if spawn.gpu else ()),
+            devices=requested_devices(spawn),
+            env={**WORKER_ENV, **spawn.environment},
         )
 
         def body(report: list[str]) -> int:
@@ -257,7 +287,7 @@ class Launcher:
             os.write(fd, encode_frame(error.SerializeToString()))
 
         try:
-            group.set_limits(profile)
+            confine.prepare_group(group, conf)
             pid = confine.spawn(conf, group, body, keep_fds=keep, on_failure=on_failure)
         except BaseException:
             group.remove()
@@ -274,6 +304,7 @@ class Launcher:
             os.close(other)
         _prctl.die_with_parent(os.getppid())
         _prctl.set_name(f"ire-w-{spawn.tenant}")
+        os.environ.update(spawn.environment)  # checked by gpu_problem before the fork
         return self._body(socket.socket(fileno=fd), spawn, [])
 
     def _stop(self, pid: int) -> None:

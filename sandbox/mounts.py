@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sandbox._libc import SYS_MOUNT_SETATTR, check, libc, syscall
+from sandbox.devices import BASE_DEVICES
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -35,8 +36,6 @@ AT_RECURSIVE = 0x8000
 # The worker's private tmpfs. It is mounted fresh inside the worker's mount namespace,
 # so none of the shared-/tmp attacks (predictable names, symlink races) apply.
 PRIVATE_TMP = "/tmp"  # noqa: S108
-# The device nodes every worker gets. GPU nodes are added per worker.
-BASE_DEVICES = ("null", "zero", "urandom")
 # A device name: one entry of /dev, or one level below it (``nvidia-caps/nvidia-cap1``).
 _DEVICE_NAME = re.compile(r"^[a-z0-9_-]+(/[a-z0-9_-]+)?$")
 
@@ -97,7 +96,7 @@ def _build_dev(devices: Sequence[str]) -> None:
     mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
     for name in devices:
         source = Path("/dev") / name
-        if not _DEVICE_NAME.match(name):
+        if not _DEVICE_NAME.fullmatch(name):
             raise ValueError(f"device {name!r} is not a /dev entry IRE hands to workers")
         target = Path(staging) / name
         target.parent.mkdir(parents=True, exist_ok=True)

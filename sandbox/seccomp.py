@@ -132,10 +132,30 @@ STRICT_ALLOW: Mapping[str, str] = MappingProxyType(
 )
 
 
+# What a GPU worker adds after warm-up, on top of STRICT_ALLOW. NOT measured: these
+# machines have no GPU. The CUDA driver allocates and maps device memory through ioctls
+# on its /dev/nvidia* nodes (ORT's arena grows during inference), and cuDNN and cuBLAS
+# open further libraries the first time a kernel is needed, which may be after warm-up;
+# Landlock still bounds what can be opened (read-only libraries and the slice's nodes).
+# To measure on a GPU host: set allow_list's default action to LOG, run
+# bench/gpu_check.sh, and read the kernel log (docs/gpu.md).
+GPU_ALLOW: Mapping[str, str] = MappingProxyType(
+    {
+        "ioctl": "CUDA driver calls on the slice's device nodes (memory, streams, events)",
+        "openat": "libraries cuDNN and cuBLAS load lazily, and the driver's /proc files",
+    }
+)
+
+
 def _base(default: int) -> pyseccomp.SyscallFilter:
     f = pyseccomp.SyscallFilter(default)
     # Threads ONNX Runtime started before this filter get it too.
     f.set_attr(pyseccomp.Attr.CTL_TSYNC, 1)
+    # A syscall of another ABI (x32, i386) bypasses rules written for x86-64 numbers, so it
+    # is killed; the whole process, not just the calling thread (libseccomp's default),
+    # which would leave a half-dead worker whose other threads (ORT's, or gRPC's in a
+    # forked test child) keep running unseen.
+    f.set_attr(pyseccomp.Attr.ACT_BADARCH, pyseccomp.KILL_PROCESS)
     return f
 
 
@@ -162,10 +182,11 @@ def deny_list(allow_exec: bool = False) -> pyseccomp.SyscallFilter:
     return f
 
 
-def allow_list() -> pyseccomp.SyscallFilter:
-    """The phase-2 filter: anything not in ``STRICT_ALLOW`` kills the process."""
+def allow_list(gpu: bool = False) -> pyseccomp.SyscallFilter:
+    """The phase-2 filter: anything not in ``STRICT_ALLOW`` (and ``GPU_ALLOW`` for a GPU
+    worker) kills the process."""
     f = _base(pyseccomp.KILL_PROCESS)
-    for name in STRICT_ALLOW:
+    for name in [*STRICT_ALLOW, *(GPU_ALLOW if gpu else ())]:
         if name == "clone":
             f.add_rule(pyseccomp.ALLOW, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, CLONE_THREAD, CLONE_THREAD))
         else:
@@ -179,5 +200,5 @@ def load_deny_list(allow_exec: bool = False) -> None:
     deny_list(allow_exec).load()
 
 
-def load_allow_list() -> None:
-    allow_list().load()
+def load_allow_list(gpu: bool = False) -> None:
+    allow_list(gpu).load()

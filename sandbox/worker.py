@@ -3,6 +3,11 @@
 The worker is untrusted. It never opens a model path: models arrive as bytes inside a
 ``LoadModel`` frame. It answers frames in order on one socket; every frame carries an id
 so the supervisor can keep several requests in flight.
+
+A GPU worker asks ONNX Runtime for CUDAExecutionProvider on device 0, which is its slice
+(``CUDA_VISIBLE_DEVICES`` names only that one). ORT falls back to CPU without an error
+when CUDA cannot be used, so the worker checks ``session.get_providers()`` and refuses the
+load (``GPU_UNUSABLE``) unless the spawn allowed CPU fallback.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from sandbox.framing import read_frame, write_frame
 MAX_INBOUND_FRAME = 2**31 - 1
 
 _Code = pb.WorkerError.Code
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
 
 
 class _BadRequestError(Exception):
@@ -32,10 +39,16 @@ class _BadRequestError(Exception):
 class Worker:
     """Holds the loaded sessions and answers one frame at a time."""
 
-    def __init__(self, intra_op_threads: int, confinement: list[str]) -> None:
+    def __init__(
+        self, intra_op_threads: int, confinement: list[str], *, gpu: bool = False, allow_cpu_fallback: bool = False
+    ) -> None:
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._threads = intra_op_threads
         self._confinement = confinement
+        self._gpu = gpu
+        self._allow_cpu_fallback = allow_cpu_fallback
+        # CPU is listed after CUDA for the nodes CUDA has no kernel for.
+        self._providers: list[str | tuple[str, dict[str, str]]] = [(CUDA, {"device_id": "0"}), CPU] if gpu else [CPU]
         self._handlers: dict[str, Callable[[pb.ToWorker], pb.FromWorker]] = {
             "load": self._load,
             "unload": self._unload,
@@ -73,9 +86,17 @@ class Worker:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
-            session = ort.InferenceSession(msg.load.onnx, sess_options=options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(msg.load.onnx, sess_options=options, providers=self._providers)
         except Exception as exc:  # noqa: BLE001 - any ORT load failure is LOAD_FAILED
             return _error(_Code.LOAD_FAILED, f"{type(exc).__name__}: {exc}")
+        got = session.get_providers()
+        if self._gpu and (not got or got[0] != CUDA) and not self._allow_cpu_fallback:
+            return _error(
+                _Code.GPU_UNUSABLE,
+                f"CUDA was wanted but ONNX Runtime fell back to CPU: session providers {got}, "
+                f"available {ort.get_available_providers()}, "
+                f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r}",
+            )
         self._sessions[msg.load.model_key] = session
         return pb.FromWorker(loaded=pb.ModelLoaded(model_key=msg.load.model_key, providers=session.get_providers()))
 
@@ -126,6 +147,9 @@ def serve(
     intra_op_threads: int,
     confinement: list[str],
     after_warmup: Callable[[], None] | None = None,
+    *,
+    gpu: bool = False,
+    allow_cpu_fallback: bool = False,
 ) -> int:
     """Answer frames on ``sock`` until the supervisor closes it; return an exit status.
 
@@ -133,7 +157,7 @@ def serve(
     answered: by then a model is loaded and has run, so the strict seccomp allow-list
     can be loaded without starving ONNX Runtime's first-run set-up.
     """
-    worker = Worker(intra_op_threads, confinement)
+    worker = Worker(intra_op_threads, confinement, gpu=gpu, allow_cpu_fallback=allow_cpu_fallback)
     write_frame(sock, worker.hello().SerializeToString())
     while True:
         payload = read_frame(sock, MAX_INBOUND_FRAME)

@@ -156,6 +156,15 @@ def exec_binary(args):
     return {"errno": _errno_of(lambda: os.execv(args["path"], [args["path"]]))}
 
 
+def open_devices(args):
+    """Open each path read-write: 0, or the errno that refused it."""
+    return {path: _errno_of(lambda path=path: os.close(os.open(path, os.O_RDWR))) for path in args["paths"]}
+
+
+def environment(_args):
+    return dict(os.environ)
+
+
 def identity(_args):
     with open("/proc/self/status") as f:
         status = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
@@ -187,6 +196,8 @@ PROBES = {
         proc_environ,
         signal_other,
         exec_binary,
+        open_devices,
+        environment,
         identity,
     )
 }

@@ -87,6 +87,37 @@ async def test_queue_is_bounded_in_time_and_waiters() -> None:
         await slow
 
 
+async def test_free_from_exit_callback_wakes_a_queued_acquire() -> None:
+    """The pool frees a slice synchronously, from the launcher's exit callback."""
+    allocator = _allocator("h200-whole", queue=True, queue_timeout_seconds=5)
+    await allocator.acquire("acme", "w1", "gpu")
+    waiter = asyncio.create_task(allocator.acquire("globex", "w2", "gpu"))
+    await asyncio.sleep(0.05)
+    assert allocator.free("w1") is not None and allocator.free("w1") is None
+    assert (await asyncio.wait_for(waiter, 1)).tenant == "globex"
+
+
+async def test_worker_cannot_hold_two_slices() -> None:
+    allocator = _allocator()
+    await allocator.acquire("acme", "w1", "1g.18gb")
+    with pytest.raises(ValueError, match="already holds"):
+        await allocator.acquire("acme", "w1", "1g.18gb")
+    assert len(allocator.assignments()) == 1
+
+
+async def test_usage_reported_per_assigned_slice() -> None:
+    allocator = _allocator("mixed")
+    held = await allocator.acquire("acme", "w1", "3g.71gb")
+    (report,) = allocator.usage()
+    assert (report.tenant, report.worker_id, report.slice_uuid, report.profile) == (
+        "acme",
+        "w1",
+        held.slice.uuid,
+        "3g.71gb",
+    )
+    assert report.memory_total_bytes == 71 * 1024**3 and report.memory_used_bytes == 0
+
+
 async def test_mixed_layout_matches_profiles() -> None:
     allocator = _allocator("mixed")
     assert (await allocator.acquire("a", "w1", "3g.71gb")).slice.profile == "3g.71gb"

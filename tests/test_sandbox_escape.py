@@ -9,7 +9,6 @@ are parsed; one test shows the phase-2 allow-list kills what phase 1 would only 
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import json
 import os
@@ -29,17 +28,12 @@ from typing import Any
 import psutil
 import pytest
 
-from sandbox.framing import read_frame, write_frame
-from sandbox.profile import profile_for
 from supervisor.home import Home
-from supervisor.settings import SandboxSettings
-from supervisor.workers.launcher import LauncherClient
 from tests import sandbox_probes
+from tests.sandbox_probe_workers import UID_BASE, ProbeWorkers, cgroup_dir
 
 pytestmark = pytest.mark.root
 
-UID_BASE = SandboxSettings().uid_base
-REPO = Path(__file__).resolve().parent.parent
 PROBE_SOURCE = Path(sandbox_probes.__file__).read_text()
 
 
@@ -74,71 +68,6 @@ def sandbox_run(probe: str, args: dict[str, Any], limits: dict[str, str] | None 
 
 
 # ---------------------------------------------------------------- a real worker
-
-
-class ProbeWorkers:
-    """The real launcher (test body) driven through the supervisor's own LauncherClient."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        old = os.environ.get("PYTHONPATH")
-        os.environ["PYTHONPATH"] = str(REPO)  # so the launcher can import tests.*
-        try:
-            self.launcher = LauncherClient.start(module="tests.sandbox_probe_launcher", cgroup_parent="ire-test")
-        finally:
-            if old is None:
-                os.environ.pop("PYTHONPATH")
-            else:
-                os.environ["PYTHONPATH"] = old
-        self.exits: dict[int, tuple[int, bool]] = {}
-        self.launcher.attach(self.loop, lambda pid, code, oom: self.exits.__setitem__(pid, (code, oom)))
-
-    def spawn(self, number: int = 1, **overrides: Any) -> ProbeWorker:
-        profile = profile_for("standard", overrides)
-        pid, sock = self.loop.run_until_complete(
-            self.launcher.spawn(f"t{number}", "w", 1, 30, uid=UID_BASE + number, profile=profile)
-        )
-        sock.setblocking(True)
-        sock.settimeout(60)
-        hello = read_frame(sock, 1 << 20)
-        assert hello is not None, f"probe worker {pid} died before its report"
-        return ProbeWorker(self, pid, sock, json.loads(hello)["report"])
-
-    def wait_exit(self, pid: int, timeout: float = 30) -> tuple[int, bool]:
-        deadline = time.monotonic() + timeout
-        while pid not in self.exits and time.monotonic() < deadline:
-            self.loop.run_until_complete(asyncio.sleep(0.02))
-        return self.exits[pid]
-
-    def close(self) -> None:
-        self.launcher.close()
-        self.loop.close()
-
-
-@dataclass
-class ProbeWorker:
-    workers: ProbeWorkers
-    pid: int  # the shim, the launcher's child
-    sock: socket.socket
-    report: list[str]
-
-    @property
-    def inner_pid(self) -> int:
-        """The worker itself: pid 1 of its namespace, the shim's only child."""
-        (child,) = psutil.Process(self.pid).children()
-        return child.pid
-
-    def run(self, probe: str, args: dict[str, Any], strict: bool = False) -> dict[str, Any] | None:
-        write_frame(self.sock, json.dumps({"probe": probe, "args": args, "strict": strict}).encode())
-        try:
-            payload = read_frame(self.sock, 1 << 20)
-        except (ConnectionError, OSError):
-            return None
-        return None if payload is None else json.loads(payload)
-
-    def finish(self) -> tuple[int, bool]:
-        self.sock.close()
-        return self.workers.wait_exit(self.pid)
 
 
 @pytest.fixture(scope="module")
@@ -288,21 +217,13 @@ def test_cpu_spin_throttled_to_quota(attack: Callable[..., Outcome]) -> None:
 
 def test_cpu_quota_seen_in_cgroup_accounting(probe_workers: ProbeWorkers) -> None:
     worker = probe_workers.spawn(cpu=0.25)
-    group = Path(_cgroup_dir(worker.inner_pid, "cpuacct"))
+    group = cgroup_dir(worker.inner_pid, "cpuacct")
     before, start = int((group / "cpuacct.usage").read_text()), time.monotonic()
     assert worker.run("cpu_spin", {"seconds": 1.5}) is not None
     used = (int((group / "cpuacct.usage").read_text()) - before) / 1e9
     wall = time.monotonic() - start
     worker.finish()
     assert used / wall < 0.4, f"cpuacct says {used:.2f} s of CPU in {wall:.2f} s, quota 0.25"
-
-
-def _cgroup_dir(pid: int, controller: str) -> str:
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if controller in controllers.split(","):
-            return f"/sys/fs/cgroup/{controller}{path}"
-    raise AssertionError(f"pid {pid} has no {controller} cgroup")
 
 
 def test_ptrace_of_supervisor_refused(attack: Callable[..., Outcome]) -> None:
@@ -410,6 +331,6 @@ def test_no_cgroups_or_zombies_left_after_workers_exit(probe_workers: ProbeWorke
     while launcher.children() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [p for p in launcher.children() if p.status() == psutil.STATUS_ZOMBIE] == []
-    scope = Path(_cgroup_dir(probe_workers.launcher.pid, "pids")) / "ire-test" / f"l-{probe_workers.launcher.pid}"
+    scope = cgroup_dir(probe_workers.launcher.pid, "pids") / "ire-test" / f"l-{probe_workers.launcher.pid}"
     # Only the launcher's spare groups (pre-created, empty) remain while it runs.
     assert all(not (g / "cgroup.procs").read_text().strip() for g in scope.iterdir() if g.is_dir())

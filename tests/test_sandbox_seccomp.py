@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import select
+import signal
 import socket
 from collections.abc import Callable
 
@@ -64,8 +66,13 @@ def _in_child(load: Callable[[], None], attempt: Callable[[], int]) -> int:
         finally:
             os._exit(0)
     os.close(write)
-    answer = os.read(read, 32)
+    # Bounded: a child whose calling thread died while other threads (gRPC's, re-created
+    # by its fork handlers when an earlier test used gRPC) live on would hold the pipe open.
+    ready, _, _ = select.select([read], [], [], 30)
+    answer = os.read(read, 32) if ready else b""
     os.close(read)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         return -os.WTERMSIG(status)

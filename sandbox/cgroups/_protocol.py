@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from sandbox.devices import Device
 from sandbox.profile import Profile
 
 
@@ -19,6 +21,10 @@ class Cgroup(Protocol):
 
     def set_limits(self, profile: Profile) -> None:
         """Write memory, CPU and pids limits."""
+
+    def allow_devices(self, devices: Sequence[Device]) -> bool:
+        """Deny every device to the group except ``devices`` (read and write); say whether
+        the kernel enforces it (cgroup v1's devices controller; v2 needs an eBPF program)."""
 
     def attach(self, pid: int) -> None:
         """Move ``pid`` (a whole process) into the group."""

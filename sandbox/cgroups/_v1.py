@@ -1,4 +1,4 @@
-"""cgroup v1: one hierarchy per controller (memory, cpu, cpuacct, pids, freezer).
+"""cgroup v1: one hierarchy per controller (memory, cpu, cpuacct, pids, freezer, devices).
 
 v1 has no ``cgroup.kill``: a group is stopped by freezing it, SIGKILLing every process,
 then thawing it, so that a fork bomb cannot outrun the kill loop. IRE's parent group sits
@@ -8,18 +8,19 @@ bounds its workers (v1 has no rule against processes in inner groups).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.cgroups import _files
 from sandbox.cgroups._mounts import Hierarchy
+from sandbox.devices import Device
 from sandbox.errors import SandboxError
 from sandbox.profile import Profile
 
-# Controllers a worker's group needs: limits (memory, cpu, pids), accounting (cpuacct)
-# and the freezer for killing the whole group.
-REQUIRED = ("memory", "cpu", "cpuacct", "pids", "freezer")
+# Controllers a worker's group needs: limits (memory, cpu, pids), accounting (cpuacct),
+# the freezer for killing the whole group, and devices for the device allow-list.
+REQUIRED = ("memory", "cpu", "cpuacct", "pids", "freezer", "devices")
 CFS_PERIOD_US = 100_000
 
 
@@ -42,6 +43,16 @@ class V1Cgroup:
         _files.write(cpu / "cpu.cfs_period_us", str(CFS_PERIOD_US))
         _files.write(cpu / "cpu.cfs_quota_us", str(max(1000, int(profile.cpu * CFS_PERIOD_US))))
         _files.write(self.dirs["pids"] / "pids.max", str(profile.pids))
+
+    def allow_devices(self, devices: Sequence[Device]) -> bool:
+        # "a" empties the list the group inherited from its parent (which may be "a *:* rwm"):
+        # from then on every open or mknod of a device not allowed below fails with EPERM,
+        # whatever the node's path or the process's capabilities. No "m": no mknod at all.
+        group = self.dirs["devices"]
+        _files.write(group / "devices.deny", "a")
+        for device in devices:
+            _files.write(group / "devices.allow", device.cgroup_v1_rule())
+        return True
 
     def attach(self, pid: int) -> None:
         for path in self.paths:

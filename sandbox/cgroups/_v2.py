@@ -12,10 +12,12 @@ tree that mimics v2's files (tests/test_sandbox_cgroups.py), not by a live kerne
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.cgroups import _files
+from sandbox.devices import Device
 from sandbox.errors import SandboxError
 from sandbox.profile import Profile
 
@@ -39,6 +41,13 @@ class V2Cgroup:
         quota = max(1000, int(profile.cpu * CPU_PERIOD_US))
         _files.write(self.path / "cpu.max", f"{quota} {CPU_PERIOD_US}")
         _files.write(self.path / "pids.max", str(profile.pids))
+
+    def allow_devices(self, devices: Sequence[Device]) -> bool:
+        """Not enforced: cgroup v2 has no devices files, only an eBPF program attached
+        with BPF_CGROUP_DEVICE, designed in docs/gpu.md and not built yet. The worker's
+        ``/dev`` view, ``nodev`` on every other mount and Landlock still bound what it opens."""
+        del devices
+        return False
 
     def attach(self, pid: int) -> None:
         _files.write(self.path / "cgroup.procs", str(pid))

@@ -1,6 +1,7 @@
 """GPUs and MIG slices: inventory (NVML or simulated), exclusive allocation, worker devices."""
 
-from supervisor.gpu.allocator import Assignment, GpuAllocator
+from supervisor.gpu.allocator import Assignment, GpuAllocator, SliceReport
+from supervisor.gpu.errors import GpuUnusableError
 from supervisor.gpu.inventory import Gpu, GpuInventory, Slice
 from supervisor.gpu.nvml import NvmlInventory
 from supervisor.gpu.simulated import LAYOUTS, SimulatedInventory
@@ -11,7 +12,9 @@ __all__ = [
     "Gpu",
     "GpuAllocator",
     "GpuInventory",
+    "GpuUnusableError",
     "NvmlInventory",
     "SimulatedInventory",
     "Slice",
+    "SliceReport",
 ]

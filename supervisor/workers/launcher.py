@@ -14,13 +14,14 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import structlog
 
 from protos import worker_pb2 as pb
 from sandbox.profile import Profile
 from supervisor.errors import WorkerStartError
+from supervisor.gpu.devices import WorkerGpu
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +48,13 @@ class LauncherClient:
         self._pending: dict[int, asyncio.Future[pb.FromLauncher]] = {}
         self._on_exit: ExitCallback = lambda pid, code, oom: None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Workers whose spawn reply has been read but whose spawn() has not yet returned,
+        # and the exits of such workers: a worker that dies at once (a failed confinement
+        # step) may be reported in the same read, before its caller knows its pid. Those
+        # exits are passed on once spawn() has returned, so nothing it holds (a GPU slice)
+        # outlives the worker unnoticed.
+        self._unclaimed: set[int] = set()
+        self._early_exits: dict[int, tuple[int, bool]] = {}
 
     @property
     def pid(self) -> int:
@@ -104,11 +112,19 @@ class LauncherClient:
             msg = pb.FromLauncher.FromString(data)
             case = msg.WhichOneof("body")
             if case == "exited":
-                self._on_exit(msg.exited.pid, msg.exited.returncode, msg.exited.oom_killed)
+                if msg.exited.pid in self._unclaimed:
+                    self._early_exits[msg.exited.pid] = (msg.exited.returncode, msg.exited.oom_killed)
+                else:
+                    self._on_exit(msg.exited.pid, msg.exited.returncode, msg.exited.oom_killed)
                 continue
             future = self._pending.pop(msg.id, None)
             if future is not None and not future.done():
+                if case == "spawned":
+                    self._unclaimed.add(msg.spawned.pid)
                 future.set_result(msg)
+            elif case == "spawned":
+                # Nobody waits for this worker any more (its spawn timed out): stop it.
+                self.stop(msg.spawned.pid)
 
     def _lost(self, why: str) -> None:
         log.error("launcher lost", reason=why, returncode=self._process.poll())
@@ -128,26 +144,28 @@ class LauncherClient:
         *,
         uid: int = 0,
         profile: Profile | None = None,
-        devices: Sequence[str] = (),
+        gpu: WorkerGpu | None = None,
+        allow_cpu_fallback: bool = False,
         unsafe_no_sandbox: bool = False,
     ) -> tuple[int, socket.socket]:
         """Fork a worker for ``tenant``; return its pid and the supervisor's end of its socket.
 
-        Without ``profile`` (and ``unsafe_no_sandbox``) the launcher refuses the spawn.
+        Without ``profile`` (and ``unsafe_no_sandbox``) the launcher refuses the spawn. With
+        ``gpu`` the worker gets that slice's devices and environment and loads models on
+        CUDA; ``allow_cpu_fallback`` lets it keep a model ORT could only place on CPU.
         """
         if self._process.poll() is not None:
             raise WorkerStartError(f"launcher exited with status {self._process.returncode}")
-        spawn = pb.SpawnWorker(
-            tenant=tenant,
-            worker_id=worker_id,
-            intra_op_threads=intra_op_threads,
+        spawn = spawn_message(
+            tenant,
+            worker_id,
+            intra_op_threads,
             uid=uid,
-            gid=uid,
-            devices=list(devices),
+            profile=profile,
+            gpu=gpu,
+            allow_cpu_fallback=allow_cpu_fallback,
             unsafe_no_sandbox=unsafe_no_sandbox,
         )
-        if profile is not None:
-            spawn.profile.CopyFrom(profile_message(profile))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         request_id = next(self._ids)
         request = pb.ToLauncher(id=request_id, spawn=spawn)
@@ -169,7 +187,15 @@ class LauncherClient:
         if reply.WhichOneof("body") != "spawned":
             ours.close()
             raise WorkerStartError(f"launcher refused the spawn: {reply.error.detail}")
+        self._claim(reply.spawned.pid)
         return reply.spawned.pid, ours
+
+    def _claim(self, pid: int) -> None:
+        """The caller now knows ``pid``: an exit already read is reported right after."""
+        self._unclaimed.discard(pid)
+        early = self._early_exits.pop(pid, None)
+        if early is not None and self._loop is not None:
+            self._loop.call_soon(self._on_exit, pid, *early)
 
     def stop(self, pid: int) -> None:
         """Ask the launcher to kill worker ``pid``'s whole cgroup; its exit event follows."""
@@ -187,6 +213,36 @@ class LauncherClient:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+
+
+def spawn_message(
+    tenant: str,
+    worker_id: str,
+    intra_op_threads: int,
+    *,
+    uid: int = 0,
+    profile: Profile | None = None,
+    gpu: WorkerGpu | None = None,
+    allow_cpu_fallback: bool = False,
+    unsafe_no_sandbox: bool = False,
+) -> pb.SpawnWorker:
+    """The launcher's spawn request (the worker's GPU hand-off included)."""
+    spawn = pb.SpawnWorker(
+        tenant=tenant,
+        worker_id=worker_id,
+        intra_op_threads=intra_op_threads,
+        uid=uid,
+        gid=uid,
+        unsafe_no_sandbox=unsafe_no_sandbox,
+    )
+    if profile is not None:
+        spawn.profile.CopyFrom(profile_message(profile))
+    if gpu is not None:
+        spawn.gpu = True
+        spawn.allow_cpu_fallback = allow_cpu_fallback
+        spawn.devices.extend(pb.Device(name=d.name, major=d.major, minor=d.minor) for d in gpu.devices)
+        spawn.environment.update(gpu.environment)
+    return spawn
 
 
 def profile_message(profile: Profile) -> pb.Profile:

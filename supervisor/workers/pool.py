@@ -6,16 +6,23 @@ and must report every confinement layer in its hello, or it is stopped and the c
 refused; only ``ire serve --unsafe-no-sandbox`` accepts unconfined workers, and then every
 call logs a warning. The number of live workers is bounded; an idle worker is stopped to
 make room, and when every worker is busy the call is refused.
+
+A tenant's effective quota sets its worker's memory, CPU and pids limits. When it names a
+GPU profile, the worker gets an exclusive slice from the GPU allocator before it is
+spawned (or the call gets the allocator's RESOURCE_EXHAUSTED), and gives it back when the
+launcher reports the worker's exit, whatever the cause.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import structlog
 
@@ -31,14 +38,20 @@ from supervisor.errors import (
     WorkerProtocolError,
     WorkerStartError,
 )
+from supervisor.gpu.allocator import Assignment, GpuAllocator, SliceReport
+from supervisor.gpu.devices import WorkerGpu, worker_gpu
+from supervisor.gpu.errors import GpuUnusableError
+from supervisor.gpu.factory import NoGpus
 from supervisor.settings import Settings
 from supervisor.workers.connection import WorkerConnection
 from supervisor.workers.launcher import LauncherClient
+from supervisor.workers.tenant import TenantInfo, WorkerTenant
 
 log = structlog.get_logger(__name__)
 
-# (number, tier) of a tenant, from the registry.
-TenantInfo = Callable[[str], tuple[int, str]]
+# Whether a tenant may keep a model ONNX Runtime could only place on CPU although its
+# worker has a GPU slice (a policy decision; without a hook, never).
+CpuFallbackPolicy = Callable[[str], bool]
 # How long a crashed call waits for the launcher's exit report to tell OOM from a crash.
 EXIT_REPORT_SECONDS = 2.0
 
@@ -53,6 +66,8 @@ class _Slot:
     last_used: float = 0.0
     # Seconds one call may take: the worker setting, capped by the profile's wall clock.
     timeout: float = 60.0
+    # The GPU slice the live worker holds, if any (its placement, for the audit).
+    placement: Assignment | None = None
 
 
 class WorkerPool:
@@ -63,13 +78,20 @@ class WorkerPool:
         tenant_info: TenantInfo | None = None,
         *,
         unsafe_no_sandbox: bool = False,
+        gpu: GpuAllocator | None = None,
+        allow_cpu_fallback: CpuFallbackPolicy | None = None,
     ) -> None:
         self._launcher = launcher
         self._settings = settings
         self._tenant_info = tenant_info
         self._unsafe = unsafe_no_sandbox
+        # No allocator: a node without GPUs, where a quota naming a GPU cannot be met.
+        self._gpu = gpu if gpu is not None else GpuAllocator(NoGpus())
+        self._allow_cpu_fallback = allow_cpu_fallback
         self._slots: dict[str, _Slot] = {}
         self._tenant_of_pid: dict[int, str] = {}
+        # The allocator's worker id of every live worker, by pid: its slice is freed on exit.
+        self._worker_of_pid: dict[int, str] = {}
         self._exit_waiters: dict[int, asyncio.Future[tuple[int, bool]]] = {}
         # (returncode, oom_killed) of the last workers that exited, by pid.
         self.exits: dict[int, tuple[int, bool]] = {}
@@ -81,6 +103,13 @@ class WorkerPool:
 
     def _on_exit(self, pid: int, returncode: int, oom_killed: bool) -> None:
         tenant = self._tenant_of_pid.pop(pid, "")
+        worker_id = self._worker_of_pid.pop(pid, None)
+        if worker_id is not None:
+            # The process and everything in its cgroup are gone: the slice is free again.
+            self._gpu.free(worker_id)
+            slot = self._slots.get(tenant)
+            if slot is not None and slot.placement is not None and slot.placement.worker_id == worker_id:
+                slot.placement = None
         self.exits[pid] = (returncode, oom_killed)
         if len(self.exits) > 1024:
             self.exits.pop(next(iter(self.exits)))
@@ -94,12 +123,32 @@ class WorkerPool:
         if waiter is not None and not waiter.done():
             waiter.set_result((returncode, oom_killed))
 
+    def _tenant(self, tenant: str) -> WorkerTenant | None:
+        return self._tenant_info(tenant) if self._tenant_info is not None else None
+
     def profile(self, tenant: str) -> tuple[int, Profile]:
         """The tenant's worker uid and confinement profile."""
-        number, tier = self._tenant_info(tenant) if self._tenant_info is not None else (0, "standard")
-        if number <= 0:
+        return self._confinement(tenant, self._tenant(tenant))
+
+    def _confinement(self, tenant: str, info: WorkerTenant | None) -> tuple[int, Profile]:
+        number = info.number if info is not None else 0
+        if info is None or number <= 0:
             raise WorkerStartError(f"tenant {tenant!r} has number {number}, expected a positive integer")
-        return self._settings.sandbox.uid_base + number, profile_for(tier)
+        # The quota's memory, CPU and pids override the tier's profile.
+        return self._settings.sandbox.uid_base + number, profile_for(info.tier, info.profile_overrides())
+
+    def placement(self, tenant: str) -> str | None:
+        """The uuid of the GPU slice (``MIG-…`` or ``GPU-…``) the tenant's live worker holds,
+        or None when it runs on CPU or has no worker: what the audit records as placement."""
+        slot = self._slots.get(tenant)
+        if slot is None or slot.placement is None:
+            return None
+        return slot.placement.slice.uuid
+
+    def gpu_usage(self) -> list[SliceReport]:
+        """Memory and utilisation of every assigned slice (for ``ire_gpu_slice_*``); it
+        asks the inventory (NVML), so call it from the metrics scrape, not per call."""
+        return self._gpu.usage()
 
     def worker_pid(self, tenant: str) -> int | None:
         """The pid of the tenant's live worker, if any."""
@@ -117,23 +166,37 @@ class WorkerPool:
             slot.conn = None
             slot.loaded.clear()
             await self._make_room(slot.tenant)
+            slot.placement = None
             cfg = self._settings.workers
             started = time.perf_counter()
+            info = self._tenant(slot.tenant)
             if self._unsafe:
                 uid, profile = 0, None
             else:
-                uid, profile = self.profile(slot.tenant)
+                uid, profile = self._confinement(slot.tenant, info)
             slot.timeout = min(cfg.call_timeout_seconds, profile.wall_seconds if profile else cfg.call_timeout_seconds)
-            pid, sock = await self._launcher.spawn(
-                slot.tenant,
-                uuid.uuid4().hex,
-                cfg.intra_op_threads,
-                cfg.start_timeout_seconds,
-                uid=uid,
-                profile=profile,
-                unsafe_no_sandbox=self._unsafe,
-            )
+            worker_id = uuid.uuid4().hex
+            # Raises QuotaExceededError (RESOURCE_EXHAUSTED) when no slice can be had.
+            assignment = await self._gpu.acquire(slot.tenant, worker_id, info.gpu if info is not None else "")
+            try:
+                gpu = self._hand_off(slot.tenant, assignment)
+                pid, sock = await self._launcher.spawn(
+                    slot.tenant,
+                    worker_id,
+                    cfg.intra_op_threads,
+                    cfg.start_timeout_seconds,
+                    uid=uid,
+                    profile=profile,
+                    gpu=gpu,
+                    allow_cpu_fallback=gpu is not None and self._cpu_fallback_allowed(slot.tenant),
+                    unsafe_no_sandbox=self._unsafe,
+                )
+            except BaseException:
+                self._gpu.free(worker_id)  # no process was started: nothing can hold the slice
+                raise
             self._tenant_of_pid[pid] = slot.tenant
+            if assignment is not None:
+                self._worker_of_pid[pid] = worker_id
             try:
                 conn = await WorkerConnection.open(
                     pid, sock, self._settings.limits.max_worker_frame_bytes, cfg.start_timeout_seconds
@@ -149,10 +212,28 @@ class WorkerPool:
                 pid=pid,
                 uid=uid,
                 confinement=confinement,
+                gpu_slice=assignment.slice.uuid if assignment is not None else None,
                 start_ms=round((time.perf_counter() - started) * 1000, 2),
             )
             slot.conn = conn
+            slot.placement = assignment
             return conn
+
+    @staticmethod
+    def _hand_off(tenant: str, assignment: Assignment | None) -> WorkerGpu | None:
+        """The devices and environment of the worker's slice, if it has one."""
+        if assignment is None:
+            return None
+        gpu = worker_gpu(assignment.slice)
+        missing = [d.path for d in gpu.devices if not os.path.exists(d.path)]
+        if missing:
+            # A simulated inventory on a host without GPUs, or a driver not loaded: the
+            # worker starts without those nodes and its model loads will find no CUDA.
+            log.warning("GPU device nodes missing on this host", tenant=tenant, slice=gpu.slice_uuid, missing=missing)
+        return gpu
+
+    def _cpu_fallback_allowed(self, tenant: str) -> bool:
+        return self._allow_cpu_fallback is not None and self._allow_cpu_fallback(tenant)
 
     def _check_confinement(self, tenant: str, pid: int, confinement: list[str]) -> None:
         if self._unsafe:
@@ -212,13 +293,41 @@ class WorkerPool:
                 self._settings.workers.start_timeout_seconds,
             )
             case = reply.WhichOneof("body")
+            if case == "error" and reply.error.code == pb.WorkerError.GPU_UNUSABLE and slot.placement is not None:
+                self._refuse_cpu_fallback(slot, slot.placement, conn, key, reply.error.detail)
             if case == "error":
                 log.error("model failed to load", model_sha256=key, detail=reply.error.detail)
                 raise ModelLoadError(f"model {key} failed to load in the worker")
             if case != "loaded" or reply.loaded.model_key != key:
                 raise WorkerProtocolError(f"worker answered a load with {case!r}")
+            if slot.placement is not None:
+                # The worker's word only (it is untrusted): logged, never acted upon.
+                log.info(
+                    "model loaded on a GPU slice",
+                    tenant=slot.tenant,
+                    model_sha256=key,
+                    slice=slot.placement.slice.uuid,
+                    providers=list(reply.loaded.providers)[:8],
+                )
             if slot.conn is conn:
                 slot.loaded.add(key)
+
+    def _refuse_cpu_fallback(
+        self, slot: _Slot, placement: Assignment, conn: WorkerConnection, key: str, detail: str
+    ) -> NoReturn:
+        """ORT could not use the worker's slice: stop the worker, which frees the slice."""
+        log.error(
+            "worker cannot use its GPU slice; ONNX Runtime would have run the model on CPU",
+            tenant=slot.tenant,
+            model_sha256=key,
+            slice=placement.slice.uuid,
+            detail=detail[:2000],
+        )
+        self._kill(conn)
+        raise GpuUnusableError(
+            f"tenant {slot.tenant!r}: the worker could not use GPU slice {placement.slice.uuid} "
+            "and CPU fallback is not allowed"
+        )
 
     async def infer(self, tenant: str, key: str, load: Callable[[], bytes], request: pb.InferRequest) -> pb.InferResult:
         """Run ``request`` on the tenant's worker, loading model ``key`` first if needed."""
@@ -254,3 +363,8 @@ class WorkerPool:
                 self._kill(slot.conn)
         self._slots.clear()
         self._launcher.close()
+        # The launcher has killed and reaped every worker before exiting, so the slices
+        # are free; their exit events will not be read any more.
+        for worker_id in self._worker_of_pid.values():
+            self._gpu.free(worker_id)
+        self._worker_of_pid.clear()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import structlog
 
 from supervisor.errors import ConfigError
+from supervisor.quota.limits import effective_limits
 from supervisor.registry import Registry
 from supervisor.settings import SandboxSettings
 from supervisor.workers.launcher import LauncherClient
-from supervisor.workers.pool import TenantInfo
+from supervisor.workers.tenant import TenantInfo, WorkerTenant
 
 log = structlog.get_logger(__name__)
 
@@ -41,10 +42,13 @@ def start_launcher(settings: SandboxSettings, *, unsafe_no_sandbox: bool) -> Lau
 
 
 def registry_tenant_info(registry: Registry) -> TenantInfo:
-    """The pool's view of a tenant: (number, tier), read from the registry."""
+    """The pool's view of a tenant, read from the registry at each worker start: its number
+    and tier, and its effective quota (tier defaults with its overrides), whose memory, CPU
+    and pids go to the worker's sandbox profile and whose GPU profile goes to the allocator."""
 
-    def info(tenant: str) -> tuple[int, str]:
+    def info(tenant: str) -> WorkerTenant:
         record = registry.get_tenant(tenant)
-        return record.number, record.tier
+        limits = effective_limits(record.tier, registry.quota_overrides(tenant))
+        return WorkerTenant.from_quota(record.number, record.tier, limits)
 
     return info
