@@ -23,9 +23,12 @@ from protos.inference import grpc_predict_v2_pb2 as oip
 from protos.inference import grpc_predict_v2_pb2_grpc as oip_grpc
 from supervisor.admin import AdminService
 from supervisor.audit import AuditWriter
+from supervisor.auth.cache import CachingVerifier
 from supervisor.errors import ConfigError
+from supervisor.gpu.factory import open_allocator
 from supervisor.home import Home
 from supervisor.policy.runtime import start_policy
+from supervisor.quota.admission import Quotas, open_store
 from supervisor.service import Authenticator, InferenceService
 from supervisor.transport.calls import CallRunner
 from supervisor.transport.grpc_admin import AdminServicer
@@ -62,24 +65,30 @@ async def serve(
     """
     settings = home.settings()
     listen = listen or settings.server.listen
-    verifier = home.verifier(settings)
+    # Verified tokens are cached until their exp: a client reusing its token skips the
+    # signature check (supervisor/auth/cache.py).
+    verifier = CachingVerifier(home.verifier(settings), settings.auth.leeway_seconds)
     registry = home.registry()
     audit = AuditWriter.for_home(home, settings.audit)
+    # Before the launcher, so that a bad gpu.* setting fails before anything starts.
+    gpu = open_allocator(settings.gpu, home.root)
     launcher = start_launcher(settings.sandbox, unsafe_no_sandbox=unsafe_no_sandbox)
     loop = asyncio.get_running_loop()
     reaper = Reaper({launcher.pid})
     reaper.start(loop)
-    pool = WorkerPool(launcher, settings, registry_tenant_info(registry), unsafe_no_sandbox=unsafe_no_sandbox)
+    pool = WorkerPool(launcher, settings, registry_tenant_info(registry), unsafe_no_sandbox=unsafe_no_sandbox, gpu=gpu)
     pool.attach(loop)
+    quotas = Quotas(open_store(settings.quota, home.root), registry, settings.quota)
     try:
         # No usable policy set, no service (docs/policies.md).
-        policy = await start_policy(home, settings, audit)
+        policy = await start_policy(home, settings, audit, usage=quotas)
     except ConfigError:
         await pool.close()
+        await quotas.close()
         reaper.stop()
         raise
     calls = CallRunner(Authenticator(verifier, registry), audit)
-    service = InferenceService(settings, registry, home.store(), pool, policy.authorizer)
+    service = InferenceService(settings, registry, home.store(), pool, policy.authorizer, quotas)
     servicer = InferenceServicer(service, calls, ire_version())
     admin_servicer = AdminServicer(AdminService(registry, policy.authorizer, policy), calls)
 
@@ -113,10 +122,12 @@ async def serve(
     except RuntimeError as exc:
         await pool.close()
         await policy.close()
+        await quotas.close()
         raise ConfigError(f"cannot listen on {listen}: {exc}") from exc
     if port == 0:
         await pool.close()
         await policy.close()
+        await quotas.close()
         raise ConfigError(f"cannot listen on {listen}")
     stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -138,6 +149,7 @@ async def serve(
         await server.stop(settings.server.grace_seconds)
         await policy.close()
         await pool.close()
+        await quotas.close()
         reaper.stop()
         audit.close()
         registry.close()

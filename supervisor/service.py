@@ -5,23 +5,33 @@ only from the verified token; the tenant named in the token selects the model na
 Every call is decided by policy once its model is known, so the policy sees the model's
 real facts; a model outside the caller's namespace is NOT_FOUND before any decision, so
 the policy cannot be used to probe for it.
+
+A prediction then takes, in order: tensor validation, quota admission, the admission
+policy for loading the model (once per model and policy revision), the worker, and the
+check of the worker's reply. What a failed call took from the quota is given back as
+``supervisor/quota/store.py`` documents.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
 from protos import worker_pb2 as pb
 from protos.inference import grpc_predict_v2_pb2 as oip
 from supervisor.audit import AuditRecord
-from supervisor.auth import Principal, TokenVerifier
-from supervisor.errors import ModelIntegrityError, TenantNotFoundError, TokenInvalidError
+from supervisor.auth import Principal
+from supervisor.errors import TenantNotFoundError, TokenInvalidError
+from supervisor.modelgraph import GraphFacts, read_graph_facts
 from supervisor.policy import Authorizer, RequestFacts
 from supervisor.policy.document import peer_address
+from supervisor.quota.admission import Quotas
 from supervisor.registry import ModelRecord, ModelStore, Registry, Tenant
 from supervisor.settings import Settings
+from supervisor.signing.load import load_model_bytes
 from supervisor.tensors import check_worker_outputs, decode_request, digest_tensors, encode_response
 from supervisor.workers import WorkerPool
 
@@ -37,10 +47,18 @@ class Caller:
     peer: str  # IP address, '' when not an IP connection
 
 
+class Verifier(Protocol):
+    def verify(self, token: str | None, *, now: float | None = None) -> Principal: ...
+
+
+# Models whose load-time admission passed, per (tenant, sha256, policy revision); bounded.
+MAX_ADMITTED_LOADS = 4096
+
+
 class Authenticator:
     """Turns a bearer token into a :class:`Caller`, or raises an AuthenticationError."""
 
-    def __init__(self, verifier: TokenVerifier, registry: Registry) -> None:
+    def __init__(self, verifier: Verifier, registry: Registry) -> None:
         self._verifier = verifier
         self._registry = registry
 
@@ -75,12 +93,15 @@ class InferenceService:
         store: ModelStore,
         pool: WorkerPool,
         authorizer: Authorizer,
+        quotas: Quotas,
     ) -> None:
         self._settings = settings
         self._registry = registry
         self._store = store
         self._pool = pool
         self._authorizer = authorizer
+        self._quotas = quotas
+        self._load_admitted: OrderedDict[tuple[str, str, str], GraphFacts] = OrderedDict()
 
     def _find(self, caller: Caller, name: str, version: str, record: AuditRecord) -> ModelRecord:
         record.model = name
@@ -107,17 +128,26 @@ class InferenceService:
         return True
 
     def _load_bytes(self, model: ModelRecord) -> bytes:
+        """The model's bytes, checked against its signature, as a worker receives them."""
+        return load_model_bytes(model, self._store, self._registry, self._settings)
+
+    async def _admit_load(self, caller: Caller, model: ModelRecord, record: AuditRecord) -> None:
+        """Ask ``ire.admission`` whether this model may be loaded, once per policy revision."""
+        key = (caller.tenant.name, model.sha256, self._authorizer.engine.revision)
+        if key in self._load_admitted:
+            self._load_admitted.move_to_end(key)
+            return
+        facts = read_graph_facts(self._load_bytes(model), max_bytes=self._settings.limits.max_model_bytes)
+        decision = record.detail.get("policy")
         try:
-            return self._store.read_verified(model.sha256, self._settings.limits.max_model_bytes)
-        except ModelIntegrityError as exc:
-            log.error(
-                "security event: model integrity check failed",
-                tenant=model.tenant,
-                model=model.name,
-                version=model.version,
-                error=str(exc),
-            )
-            raise
+            await self._authorizer.admit("model.load", caller.tenant, model, facts, record, principal=caller.principal)
+        finally:
+            record.detail["admission"] = record.detail.get("policy")
+            if decision is not None:
+                record.detail["policy"] = decision
+        self._load_admitted[key] = facts
+        if len(self._load_admitted) > MAX_ADMITTED_LOADS:
+            self._load_admitted.popitem(last=False)
 
     async def infer(
         self, caller: Caller, request: oip.ModelInferRequest, record: AuditRecord
@@ -135,12 +165,25 @@ class InferenceService:
         )
         record.input_sha256 = digest_tensors(decoded.inputs)
         record.detail["batch"] = decoded.batch
-        result = await self._pool.infer(
-            caller.principal.tenant,
-            model.sha256,
-            lambda: self._load_bytes(model),
-            pb.InferRequest(model_key=model.sha256, inputs=decoded.inputs, outputs=decoded.outputs),
-        )
-        check_worker_outputs(result, decoded.outputs, model.outputs, max_tensor_elements=limits.max_tensor_elements)
+        if not model.signer:
+            record.detail["unsigned_model"] = True
+        ticket = await self._quotas.admit(caller.tenant.name, facts.bytes, decoded.batch)
+        if ticket is not None and ticket.usage is not None:
+            record.detail["quota"] = ticket.usage.as_policy_input()
+        success = False
+        try:
+            await self._admit_load(caller, model, record)
+            result = await self._pool.infer(
+                caller.principal.tenant,
+                model.sha256,
+                lambda: self._load_bytes(model),
+                pb.InferRequest(model_key=model.sha256, inputs=decoded.inputs, outputs=decoded.outputs),
+            )
+            check_worker_outputs(result, decoded.outputs, model.outputs, max_tensor_elements=limits.max_tensor_elements)
+            success = True
+        finally:
+            await self._quotas.release(ticket, success=success)
+        if (placed := self._pool.placement(caller.principal.tenant)) is not None:
+            record.detail["gpu_slice"] = placed
         record.output_sha256 = digest_tensors(result.outputs)
         return encode_response(request, model.version, result)

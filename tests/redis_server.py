@@ -25,6 +25,7 @@ def redis_server(directory: Path) -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed; `make test` installs Debian's redis-server package")
+    directory.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     process = subprocess.Popen(
         [

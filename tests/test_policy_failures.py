@@ -42,6 +42,12 @@ decision := {"allow": "yes", "reasons": []} if input.model.name == "id-fp64"
 
 # id-bool: no rule applies, the decision is undefined.
 """
+# Loading is decided by ire.admission; this set admits every model, so that each call
+# below fails (or not) on its authz decision alone.
+ADMIT_ALL = """package ire.admission
+
+decision := {"allow": true, "reasons": []}
+"""
 FAILING_TEST = """package ire.authz_test
 
 import data.ire.authz
@@ -56,6 +62,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     shutil.rmtree(home.policies_dir)
     home.policies_dir.mkdir()
     (home.policies_dir / "authz.rego").write_text(FAILING)
+    (home.policies_dir / "admission.rego").write_text(ADMIT_ALL)
     (home.policies_dir / "authz_test.rego").write_text(FAILING_TEST)
     env = {"IRE_POLICY__COMPILED": "false", "IRE_POLICY__TIMEOUT_SECONDS": "0.1"}
     server = start_server(home, env)

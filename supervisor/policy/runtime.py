@@ -13,6 +13,7 @@ from supervisor.errors import AuditWriteError, ConfigError
 from supervisor.home import Home
 from supervisor.policy.authorizer import Authorizer
 from supervisor.policy.cache import DecisionCache
+from supervisor.policy.document import NO_USAGE, UsageSource
 from supervisor.policy.embedded import EmbeddedEngine
 from supervisor.policy.engine import PolicyEngine
 from supervisor.policy.errors import PolicySetError
@@ -88,7 +89,9 @@ def _audit_reloads(audit: AuditWriter) -> ReloadReport:
     return report
 
 
-async def start_policy(home: Home, settings: Settings, audit: AuditWriter | None = None) -> PolicyRuntime:
+async def start_policy(
+    home: Home, settings: Settings, audit: AuditWriter | None = None, usage: UsageSource = NO_USAGE
+) -> PolicyRuntime:
     """The engine named by ``policy.engine``; for "embedded", the home's set must be valid.
 
     A server never starts without a working policy: an invalid set is a ConfigError.
@@ -99,7 +102,7 @@ async def start_policy(home: Home, settings: Settings, audit: AuditWriter | None
     if policy.engine == "remote":
         engine = _remote(home, policy)
         log.info("policy engine remote", url=policy.remote_url)
-        return PolicyRuntime(engine, Authorizer(engine, show_reasons=policy.show_reasons), None)
+        return PolicyRuntime(engine, Authorizer(engine, show_reasons=policy.show_reasons, usage=usage), None)
     try:
         compiled = load_and_compile(home.policies_dir, use_vm=policy.compiled, deadline_seconds=policy.timeout_seconds)
     except PolicySetError as exc:
@@ -121,6 +124,6 @@ async def start_policy(home: Home, settings: Settings, audit: AuditWriter | None
         compiled=compiled.program is not None,
         cached=cache is not None and compiled.reads is not None,
     )
-    runtime = PolicyRuntime(embedded, Authorizer(embedded, show_reasons=policy.show_reasons), manager)
+    runtime = PolicyRuntime(embedded, Authorizer(embedded, show_reasons=policy.show_reasons, usage=usage), manager)
     runtime._watcher = asyncio.create_task(manager.watch(policy.reload_poll_seconds), name="ire-policy-watch")
     return runtime

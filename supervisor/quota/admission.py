@@ -21,6 +21,9 @@ from supervisor.settings import QuotaSettings
 
 log = structlog.get_logger(__name__)
 
+# Tenants whose last usage is kept for the policy input; the map is dropped past this.
+MAX_TRACKED_TENANTS = 100_000
+
 
 def open_store(settings: QuotaSettings, home_root: Path) -> QuotaStore:
     if settings.store == "embedded":
@@ -35,10 +38,23 @@ def open_store(settings: QuotaSettings, home_root: Path) -> QuotaStore:
 
 
 class Quotas:
+    """Admission for the data plane; also the policy's ``input.usage`` source.
+
+    The usage a policy sees is the tenant's counters as of its last admission or release
+    in this supervisor: exact for the embedded store, and for Redis the fleet's counters
+    as of this supervisor's last round trip (no extra round trip per decision).
+    """
+
     def __init__(self, store: QuotaStore, registry: Registry, settings: QuotaSettings) -> None:
         self._store = store
         self._registry = registry
         self._fail_open = settings.unsafe_fail_open
+        self._last: dict[str, Usage] = {}
+
+    def usage(self, tenant: str) -> dict[str, float | int]:
+        """The policy's view of the tenant's counters (``{}`` before its first call)."""
+        last = self._last.get(tenant)
+        return last.as_policy_input() if last is not None else {}
 
     def limits(self, tenant: str) -> QuotaLimits:
         return effective_limits(self._registry.get_tenant(tenant).tier, self._registry.quota_overrides(tenant))
@@ -48,18 +64,28 @@ class Quotas:
         limits = self.limits(tenant)
         check_request(limits, request_bytes, batch)
         try:
-            return await self._store.admit(tenant, limits)
+            ticket = await self._store.admit(tenant, limits)
         except QuotaStoreUnavailableError as exc:
             if not self._fail_open:
                 raise
             log.warning("UNSAFE: quota store unavailable, admitting without a quota check", error=str(exc))
             return None
+        if ticket.usage is not None:
+            if len(self._last) >= MAX_TRACKED_TENANTS and tenant not in self._last:
+                self._last.clear()
+            self._last[tenant] = ticket.usage
+        return ticket
 
     async def release(self, ticket: Ticket | None, *, success: bool) -> None:
-        if ticket is not None:
-            await self._store.release(ticket, success=success)
+        if ticket is None:
+            return
+        await self._store.release(ticket, success=success)
+        last = self._last.get(ticket.tenant)
+        if last is not None:
+            daily = last.daily_used - (0 if success else 1)
+            self._last[ticket.tenant] = Usage(max(0, last.in_flight - 1), max(0, daily), last.day, last.rate_tokens)
 
-    async def usage(self, tenant: str) -> Usage | None:
+    async def current(self, tenant: str) -> Usage | None:
         """Current counters, or ``None`` when the store cannot say."""
         try:
             return await self._store.usage(tenant, self.limits(tenant))

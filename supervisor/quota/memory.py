@@ -91,9 +91,12 @@ class MemoryQuotaStore:
                 "rate", f"limit is {limits.rate:g}/s with burst {limits.burst}", wait_for_token(bucket, limits.rate)
             )
         state.bucket = Bucket(bucket.tokens - 1.0, bucket.updated)
-        ticket = Ticket(tenant, str(next(self._ids)), state.day)
-        state.in_flight.add(ticket.id)
+        ticket_id = str(next(self._ids))
+        state.in_flight.add(ticket_id)
         state.daily_used += 1
+        ticket = Ticket(
+            tenant, ticket_id, state.day, Usage(len(state.in_flight), state.daily_used, state.day, bucket.tokens - 1.0)
+        )
         self._dirty.add(tenant)
         self._ensure_flusher()
         return ticket

@@ -24,7 +24,8 @@ from supervisor.quota.store import Ticket, Usage, exceeded
 log = structlog.get_logger(__name__)
 
 # KEYS: bucket, inflight, daily.  ARGV: rate, burst, concurrency, daily, ticket, lease_ms.
-# Returns {1, day} when admitted, or {0, limit, retry_ms, detail_a, detail_b}.
+# Returns {1, day, in_flight, daily_used, tokens} when admitted (the usage after admission),
+# or {0, limit, retry_ms, detail_a, detail_b}.
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -62,7 +63,7 @@ redis.call('PEXPIRE', KEYS[2], lease + 60000)
 redis.call('HINCRBY', KEYS[3], day, 1)
 redis.call('HDEL', KEYS[3], day - 2)
 redis.call('PEXPIRE', KEYS[3], 3 * 86400000)
-return {1, day}
+return {1, day, in_flight + 1, used + 1, tostring(tokens - 1)}
 """
 
 # KEYS: inflight, daily.  ARGV: ticket, day, success.
@@ -122,7 +123,8 @@ class RedisQuotaStore:
             [limits.rate, limits.burst, limits.concurrency, limits.daily, ticket, self._lease_ms],
         )
         if int(result[0]) == 1:
-            return Ticket(tenant, ticket, int(result[1]))
+            day = int(result[1])
+            return Ticket(tenant, ticket, day, Usage(int(result[2]), int(result[3]), day, float(result[4])))
         limit = result[1].decode() if isinstance(result[1], bytes) else str(result[1])
         retry = int(result[2]) / 1000
         details = {

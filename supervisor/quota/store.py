@@ -19,15 +19,6 @@ from supervisor.quota.limits import QuotaLimits
 
 
 @dataclass(frozen=True)
-class Ticket:
-    """What one admitted call holds until it is released."""
-
-    tenant: str
-    id: str
-    day: int
-
-
-@dataclass(frozen=True)
 class Usage:
     in_flight: int
     daily_used: int
@@ -35,7 +26,17 @@ class Usage:
     rate_tokens: float
 
     def as_policy_input(self) -> dict[str, float | int]:
-        return {"in_flight": self.in_flight, "daily_used": self.daily_used, "rate_tokens": self.rate_tokens}
+        return {"in_flight": self.in_flight, "daily_used": self.daily_used, "rate_tokens": round(self.rate_tokens, 3)}
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What one admitted call holds until it is released, and the usage it left behind."""
+
+    tenant: str
+    id: str
+    day: int
+    usage: Usage | None = None
 
 
 class QuotaStore(Protocol):

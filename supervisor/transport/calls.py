@@ -18,8 +18,9 @@ import structlog
 
 from supervisor.audit import AuditRecord, AuditWriter, Outcome
 from supervisor.auth import bearer_token
-from supervisor.errors import AuditWriteError, TokenInvalidError
+from supervisor.errors import AuditWriteError, QuotaExceededError, TokenInvalidError
 from supervisor.service import Authenticator, Caller
+from supervisor.transport.retry import quota_trailers
 from supervisor.transport.status import mapping_for, public_message
 
 log = structlog.get_logger(__name__)
@@ -49,6 +50,7 @@ class CallRunner:
         started = time.perf_counter()
         result: Any = None
         failure: tuple[grpc.StatusCode, str] | None = None
+        extra: tuple[tuple[str, str | bytes], ...] = ()
         with structlog.contextvars.bound_contextvars(request_id=request_id, action=action):
             try:
                 caller = self._authenticator.authenticate(bearer_token(_authorization(context)), record)
@@ -69,6 +71,8 @@ class CallRunner:
                     exc_info=mapping.code == grpc.StatusCode.INTERNAL,
                 )
                 failure = (mapping.code, public_message(exc, mapping, request_id))
+                if isinstance(exc, QuotaExceededError):
+                    extra = quota_trailers(exc, failure[1])
             record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
             try:
                 self._audit.append(record.to_dict())
@@ -76,7 +80,8 @@ class CallRunner:
                 # No audit, no answer: a call that cannot be recorded is not answered.
                 log.error("audit write failed; refusing the call", error=str(exc))
                 failure = (grpc.StatusCode.UNAVAILABLE, f"audit log unavailable (request id {request_id})")
-        trailers = (("x-request-id", request_id),)
+                extra = ()
+        trailers: tuple[tuple[str, str | bytes], ...] = (("x-request-id", request_id), *extra)
         if failure is not None:
             await context.abort(failure[0], failure[1], trailing_metadata=trailers)
         context.set_trailing_metadata(trailers)

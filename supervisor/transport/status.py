@@ -24,6 +24,7 @@ from supervisor.errors import (
     UnavailableError,
     WorkerOutOfMemoryError,
 )
+from supervisor.gpu.errors import GpuUnusableError
 from supervisor.policy.errors import PolicySetError
 
 
@@ -49,6 +50,14 @@ _TABLE: list[tuple[type[BaseException], Mapping]] = [
     (
         WorkerOutOfMemoryError,
         Mapping(grpc.StatusCode.RESOURCE_EXHAUSTED, Outcome.FAILED, "worker exceeded its memory limit"),
+    ),
+    (
+        GpuUnusableError,
+        Mapping(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            Outcome.FAILED,
+            "the model needs a GPU and this node cannot give it one",
+        ),
     ),
     (UnavailableError, Mapping(grpc.StatusCode.UNAVAILABLE, Outcome.FAILED, "service unavailable, retry later")),
 ]
