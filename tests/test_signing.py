@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
@@ -269,3 +270,55 @@ def test_cli_refusals_are_one_line(tmp_path: Path) -> None:
     proc = ire("model", "register", "--tenant", "acme", "--name", "m", str(directory), home=home_dir, check=False)
     assert proc.returncode == 1 and "has no signature" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     shutil.rmtree(directory)
+
+
+# Admission policy (ire.admission), at registration and at load
+
+
+def test_custom_op_domain_refused_by_admission(env: Env) -> None:
+    from supervisor.errors import PolicyDeniedError
+    from supervisor.modelgraph.build import build_custom_domain_model
+
+    directory = write_model(env.tmp / "custom", build_custom_domain_model())
+    with pytest.raises(PolicyDeniedError, match='operator domain "com.example.custom" is not allowed'):
+        env.register(directory, env.sign(directory))
+    assert env.registry.list_models("acme") == []
+
+
+def test_oversized_model_refused_by_admission_for_its_tier(env: Env) -> None:
+    from supervisor.errors import PolicyDeniedError
+    from supervisor.modelgraph.build import build_large_mlp
+
+    env.registry.create_tenant("tiny", "free")
+    directory = write_model(env.tmp / "big", build_large_mlp(hidden=2304, layers=4))  # ~85 MB > free tier's 64 MiB
+    with pytest.raises(PolicyDeniedError, match='tier "free" admits models of at most 67108864 bytes'):
+        env.register(directory, env.sign(directory), tenant="tiny")
+    # The same model is admitted for a tier without that bound.
+    assert env.register(directory, env.sign(directory), tenant="acme").signer == "platform"
+
+
+def test_load_is_refused_when_admission_policy_changes(tmp_path: Path) -> None:
+    """A model admitted at registration is decided again at load, under the policy then in force."""
+    from supervisor.audit import read_records
+    from tests.conftest import make_home
+
+    home = make_home(tmp_path / "home")
+    admission = home.policies_dir / "ire" / "admission.rego"
+    admission.write_text(
+        admission.read_text().replace('allowed_domains := {"", "ai.onnx",', 'allowed_domains := {"ai.onnx",')
+    )
+    for test in home.policies_dir.rglob("admission_test.rego"):
+        test.unlink()  # its tests describe the shipped rule
+    server = start_server(home)
+    try:
+        x = np.ones((1, 64), np.float32)
+        with pytest.raises(grpc.RpcError) as info:
+            server.stub().ModelInfer(
+                build_request("mlp", {"input": x}, {"input": "FP32"}), metadata=server.metadata(), timeout=60
+            )
+    finally:
+        stop_server(server)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert 'operator domain "" is not allowed' in info.value.details()
+    record = next(r for r in read_records(home.audit_dir) if r["action"] == "predict")
+    assert record["detail"]["admission"]["decision"] == "deny"
