@@ -4,6 +4,7 @@ with the OpenSSF `model_signing` CLI in both directions."""
 from __future__ import annotations
 
 import base64
+import re
 import json
 import shutil
 import subprocess
@@ -280,7 +281,7 @@ def test_custom_op_domain_refused_by_admission(env: Env) -> None:
     from supervisor.modelgraph.build import build_custom_domain_model
 
     directory = write_model(env.tmp / "custom", build_custom_domain_model())
-    with pytest.raises(PolicyDeniedError, match='operator domain "com.example.custom" is not allowed'):
+    with pytest.raises(PolicyDeniedError, match=re.escape('operator domain "com.example.custom" is not allowed')):
         env.register(directory, env.sign(directory))
     assert env.registry.list_models("acme") == []
 
@@ -291,7 +292,7 @@ def test_oversized_model_refused_by_admission_for_its_tier(env: Env) -> None:
 
     env.registry.create_tenant("tiny", "free")
     directory = write_model(env.tmp / "big", build_large_mlp(hidden=2304, layers=4))  # ~85 MB > free tier's 64 MiB
-    with pytest.raises(PolicyDeniedError, match='tier "free" admits models of at most 67108864 bytes'):
+    with pytest.raises(PolicyDeniedError, match=re.escape('tier "free" admits models of at most 67108864 bytes')):
         env.register(directory, env.sign(directory), tenant="tiny")
     # The same model is admitted for a tier without that bound.
     assert env.register(directory, env.sign(directory), tenant="acme").signer == "platform"
