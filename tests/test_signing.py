@@ -4,8 +4,8 @@ with the OpenSSF `model_signing` CLI in both directions."""
 from __future__ import annotations
 
 import base64
-import re
 import json
+import re
 import shutil
 import subprocess
 import sys
