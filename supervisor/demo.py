@@ -18,6 +18,8 @@ import numpy as np
 
 from protos.inference import grpc_predict_v2_pb2 as oip
 from protos.inference import grpc_predict_v2_pb2_grpc as oip_grpc
+from supervisor.audit.keys import AuditKey
+from supervisor.audit.verify import verify_log
 from supervisor.audit.writer import read_records
 from supervisor.client import build_request, decode_response
 from supervisor.home import Home
@@ -108,6 +110,8 @@ def run_demo(keep: bool = False) -> int:
             _say(
                 "  " + json.dumps({k: rec[k] for k in ("action", "tenant", "model", "outcome", "status", "latency_ms")})
             )
+        report = verify_log(home.audit_dir, AuditKey.load(home.audit_key_path).public)
+        _say(f"audit log verified: {report.summary()}")
         _say("stopped")
     finally:
         if keep:
