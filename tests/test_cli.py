@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -162,4 +163,4 @@ def test_demo_prints_a_prediction() -> None:
     assert "tenant globex asking for acme's model: NOT_FOUND" in proc.stdout
     assert "no token asking for acme's model: UNAUTHENTICATED" in proc.stdout
     assert '"action": "predict", "tenant": "acme", "model": "mlp", "outcome": "allowed"' in proc.stdout
-    assert "audit log verified: 5 entries" in proc.stdout
+    assert re.search(r"audit log verified: \d+ entries .* \d+ checkpoints signed by key", proc.stdout)
