@@ -44,10 +44,80 @@ class AdminServiceStub:
                 request_serializer=protos_dot_admin__pb2.ListTenantsRequest.SerializeToString,
                 response_deserializer=protos_dot_admin__pb2.ListTenantsResponse.FromString,
                 _registered_method=True)
+        self.UpdateTenant = channel.unary_unary(
+                '/ire.admin.v1.AdminService/UpdateTenant',
+                request_serializer=protos_dot_admin__pb2.UpdateTenantRequest.SerializeToString,
+                response_deserializer=protos_dot_admin__pb2.UpdateTenantResponse.FromString,
+                _registered_method=True)
+        self.SuspendTenant = channel.unary_unary(
+                '/ire.admin.v1.AdminService/SuspendTenant',
+                request_serializer=protos_dot_admin__pb2.SuspendTenantRequest.SerializeToString,
+                response_deserializer=protos_dot_admin__pb2.SuspendTenantResponse.FromString,
+                _registered_method=True)
+        self.DeleteTenant = channel.unary_unary(
+                '/ire.admin.v1.AdminService/DeleteTenant',
+                request_serializer=protos_dot_admin__pb2.DeleteTenantRequest.SerializeToString,
+                response_deserializer=protos_dot_admin__pb2.DeleteTenantResponse.FromString,
+                _registered_method=True)
         self.ReloadPolicy = channel.unary_unary(
                 '/ire.admin.v1.AdminService/ReloadPolicy',
                 request_serializer=protos_dot_admin__pb2.ReloadPolicyRequest.SerializeToString,
                 response_deserializer=protos_dot_admin__pb2.ReloadPolicyResponse.FromString,
+                _registered_method=True)
+        self.SetQuota = channel.unary_unary(
+                '/ire.admin.v1.AdminService/SetQuota',
+                request_serializer=protos_dot_admin__pb2.SetQuotaRequest.SerializeToString,
+                response_deserializer=protos_dot_admin__pb2.Quota.FromString,
+                _registered_method=True)
+        self.GetQuota = channel.unary_unary(
+                '/ire.admin.v1.AdminService/GetQuota',
+                request_serializer=protos_dot_admin__pb2.GetQuotaRequest.SerializeToString,
+                response_deserializer=protos_dot_admin__pb2.Quota.FromString,
+                _registered_method=True)
+        self.IssueToken = channel.unary_unary(
+                '/ire.admin.v1.AdminService/IssueToken',
+                request_serializer=protos_dot_admin__pb2.IssueTokenRequest.SerializeToString,
+                response_deserializer=protos_dot_admin__pb2.IssueTokenResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/ire.admin.v1.AdminService/RevokeToken',
+                request_serializer=protos_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=protos_dot_admin__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
+        self.AddSigner = channel.unary_unary(
+                '/ire.admin.v1.AdminService/AddSigner',
+                request_serializer=protos_dot_admin__pb2.AddSignerRequest.SerializeToString,
+                response_deserializer=protos_dot_admin__pb2.Signer.FromString,
+                _registered_method=True)
+        self.ListSigners = channel.unary_unary(
+                '/ire.admin.v1.AdminService/ListSigners',
+                request_serializer=protos_dot_admin__pb2.ListSignersRequest.SerializeToString,
+                response_deserializer=protos_dot_admin__pb2.ListSignersResponse.FromString,
+                _registered_method=True)
+        self.RemoveSigner = channel.unary_unary(
+                '/ire.admin.v1.AdminService/RemoveSigner',
+                request_serializer=protos_dot_admin__pb2.RemoveSignerRequest.SerializeToString,
+                response_deserializer=protos_dot_admin__pb2.RemoveSignerResponse.FromString,
+                _registered_method=True)
+        self.RegisterModel = channel.unary_unary(
+                '/ire.admin.v1.AdminService/RegisterModel',
+                request_serializer=protos_dot_admin__pb2.RegisterModelRequest.SerializeToString,
+                response_deserializer=protos_dot_admin__pb2.Model.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/ire.admin.v1.AdminService/ListModels',
+                request_serializer=protos_dot_admin__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=protos_dot_admin__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.DeleteModel = channel.unary_unary(
+                '/ire.admin.v1.AdminService/DeleteModel',
+                request_serializer=protos_dot_admin__pb2.DeleteModelRequest.SerializeToString,
+                response_deserializer=protos_dot_admin__pb2.DeleteModelResponse.FromString,
+                _registered_method=True)
+        self.ExportAuditCheckpoint = channel.unary_unary(
+                '/ire.admin.v1.AdminService/ExportAuditCheckpoint',
+                request_serializer=protos_dot_admin__pb2.ExportAuditCheckpointRequest.SerializeToString,
+                response_deserializer=protos_dot_admin__pb2.ExportAuditCheckpointResponse.FromString,
                 _registered_method=True)
 
 
@@ -62,7 +132,27 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTenants(self, request, context):
-        """Reserved for #9: GetTenant, UpdateTenant, SuspendTenant, DeleteTenant.
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTenant(self, request, context):
+        """action "admin.tenant.update": change the tier and/or labels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SuspendTenant(self, request, context):
+        """action "admin.tenant.suspend": a suspended tenant's tokens are refused (UNAUTHENTICATED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTenant(self, request, context):
+        """action "admin.tenant.delete": only a tenant without models.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -71,6 +161,79 @@ class AdminServiceServicer:
     def ReloadPolicy(self, request, context):
         """Policy. action "admin.policy.reload": load the home's policy set now; it replaces
         the set in force only if it compiles and passes its own tests.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetQuota(self, request, context):
+        """Quotas. actions "admin.quota.set" / "admin.quota.get".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQuota(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueToken(self, request, context):
+        """Tokens. actions "admin.token.issue" / "admin.token.revoke". A revoked token id is
+        refused on every later call, cached tokens included.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddSigner(self, request, context):
+        """Signers. actions "admin.signer.add" / "admin.signer.list" / "admin.signer.remove".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSigners(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSigner(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterModel(self, request, context):
+        """Models. actions "admin.model.register" / "admin.model.list" / "admin.model.delete".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportAuditCheckpoint(self, request, context):
+        """Audit. action "admin.audit.checkpoint": sign a checkpoint now and return an export
+        bundle (docs/compliance.md) of [since, until] proved by it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,10 +252,80 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=protos_dot_admin__pb2.ListTenantsRequest.FromString,
                     response_serializer=protos_dot_admin__pb2.ListTenantsResponse.SerializeToString,
             ),
+            'UpdateTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTenant,
+                    request_deserializer=protos_dot_admin__pb2.UpdateTenantRequest.FromString,
+                    response_serializer=protos_dot_admin__pb2.UpdateTenantResponse.SerializeToString,
+            ),
+            'SuspendTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuspendTenant,
+                    request_deserializer=protos_dot_admin__pb2.SuspendTenantRequest.FromString,
+                    response_serializer=protos_dot_admin__pb2.SuspendTenantResponse.SerializeToString,
+            ),
+            'DeleteTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTenant,
+                    request_deserializer=protos_dot_admin__pb2.DeleteTenantRequest.FromString,
+                    response_serializer=protos_dot_admin__pb2.DeleteTenantResponse.SerializeToString,
+            ),
             'ReloadPolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.ReloadPolicy,
                     request_deserializer=protos_dot_admin__pb2.ReloadPolicyRequest.FromString,
                     response_serializer=protos_dot_admin__pb2.ReloadPolicyResponse.SerializeToString,
+            ),
+            'SetQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetQuota,
+                    request_deserializer=protos_dot_admin__pb2.SetQuotaRequest.FromString,
+                    response_serializer=protos_dot_admin__pb2.Quota.SerializeToString,
+            ),
+            'GetQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuota,
+                    request_deserializer=protos_dot_admin__pb2.GetQuotaRequest.FromString,
+                    response_serializer=protos_dot_admin__pb2.Quota.SerializeToString,
+            ),
+            'IssueToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueToken,
+                    request_deserializer=protos_dot_admin__pb2.IssueTokenRequest.FromString,
+                    response_serializer=protos_dot_admin__pb2.IssueTokenResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=protos_dot_admin__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=protos_dot_admin__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'AddSigner': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddSigner,
+                    request_deserializer=protos_dot_admin__pb2.AddSignerRequest.FromString,
+                    response_serializer=protos_dot_admin__pb2.Signer.SerializeToString,
+            ),
+            'ListSigners': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSigners,
+                    request_deserializer=protos_dot_admin__pb2.ListSignersRequest.FromString,
+                    response_serializer=protos_dot_admin__pb2.ListSignersResponse.SerializeToString,
+            ),
+            'RemoveSigner': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSigner,
+                    request_deserializer=protos_dot_admin__pb2.RemoveSignerRequest.FromString,
+                    response_serializer=protos_dot_admin__pb2.RemoveSignerResponse.SerializeToString,
+            ),
+            'RegisterModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterModel,
+                    request_deserializer=protos_dot_admin__pb2.RegisterModelRequest.FromString,
+                    response_serializer=protos_dot_admin__pb2.Model.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=protos_dot_admin__pb2.ListModelsRequest.FromString,
+                    response_serializer=protos_dot_admin__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'DeleteModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteModel,
+                    request_deserializer=protos_dot_admin__pb2.DeleteModelRequest.FromString,
+                    response_serializer=protos_dot_admin__pb2.DeleteModelResponse.SerializeToString,
+            ),
+            'ExportAuditCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportAuditCheckpoint,
+                    request_deserializer=protos_dot_admin__pb2.ExportAuditCheckpointRequest.FromString,
+                    response_serializer=protos_dot_admin__pb2.ExportAuditCheckpointResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -160,6 +393,87 @@ class AdminService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ire.admin.v1.AdminService/UpdateTenant',
+            protos_dot_admin__pb2.UpdateTenantRequest.SerializeToString,
+            protos_dot_admin__pb2.UpdateTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuspendTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ire.admin.v1.AdminService/SuspendTenant',
+            protos_dot_admin__pb2.SuspendTenantRequest.SerializeToString,
+            protos_dot_admin__pb2.SuspendTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ire.admin.v1.AdminService/DeleteTenant',
+            protos_dot_admin__pb2.DeleteTenantRequest.SerializeToString,
+            protos_dot_admin__pb2.DeleteTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ReloadPolicy(request,
             target,
             options=(),
@@ -176,6 +490,303 @@ class AdminService:
             '/ire.admin.v1.AdminService/ReloadPolicy',
             protos_dot_admin__pb2.ReloadPolicyRequest.SerializeToString,
             protos_dot_admin__pb2.ReloadPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ire.admin.v1.AdminService/SetQuota',
+            protos_dot_admin__pb2.SetQuotaRequest.SerializeToString,
+            protos_dot_admin__pb2.Quota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ire.admin.v1.AdminService/GetQuota',
+            protos_dot_admin__pb2.GetQuotaRequest.SerializeToString,
+            protos_dot_admin__pb2.Quota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ire.admin.v1.AdminService/IssueToken',
+            protos_dot_admin__pb2.IssueTokenRequest.SerializeToString,
+            protos_dot_admin__pb2.IssueTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ire.admin.v1.AdminService/RevokeToken',
+            protos_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
+            protos_dot_admin__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddSigner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ire.admin.v1.AdminService/AddSigner',
+            protos_dot_admin__pb2.AddSignerRequest.SerializeToString,
+            protos_dot_admin__pb2.Signer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSigners(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ire.admin.v1.AdminService/ListSigners',
+            protos_dot_admin__pb2.ListSignersRequest.SerializeToString,
+            protos_dot_admin__pb2.ListSignersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSigner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ire.admin.v1.AdminService/RemoveSigner',
+            protos_dot_admin__pb2.RemoveSignerRequest.SerializeToString,
+            protos_dot_admin__pb2.RemoveSignerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ire.admin.v1.AdminService/RegisterModel',
+            protos_dot_admin__pb2.RegisterModelRequest.SerializeToString,
+            protos_dot_admin__pb2.Model.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ire.admin.v1.AdminService/ListModels',
+            protos_dot_admin__pb2.ListModelsRequest.SerializeToString,
+            protos_dot_admin__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ire.admin.v1.AdminService/DeleteModel',
+            protos_dot_admin__pb2.DeleteModelRequest.SerializeToString,
+            protos_dot_admin__pb2.DeleteModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAuditCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ire.admin.v1.AdminService/ExportAuditCheckpoint',
+            protos_dot_admin__pb2.ExportAuditCheckpointRequest.SerializeToString,
+            protos_dot_admin__pb2.ExportAuditCheckpointResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,14 @@ class TokenInvalidError(AuthenticationError):
     """The token is malformed, oversized, badly signed or has wrong claims."""
 
 
+class TokenRevokedError(AuthenticationError):
+    """The token's ``jti`` is on the registry's revocation list."""
+
+
+class TenantSuspendedError(AuthenticationError):
+    """The token's tenant is suspended: none of its tokens is honoured."""
+
+
 class PermissionDeniedError(IreError):
     """The caller is identified but may not do this."""
 
@@ -65,6 +73,10 @@ class AlreadyExistsError(IreError):
 
 class UnavailableError(IreError):
     """A dependency of the call is unavailable; the call may be retried."""
+
+
+class ShuttingDownError(UnavailableError):
+    """The server is draining for shutdown: the call was refused before it started."""
 
 
 class WorkerCrashedError(UnavailableError):

@@ -7,6 +7,8 @@ are counted under "other". A client sending random model names cannot grow the s
 
 from __future__ import annotations
 
+from wsgiref.simple_server import WSGIServer
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 OTHER = "other"
@@ -30,7 +32,9 @@ class _Bounded:
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None, *, max_tenants: int = 500, max_models: int = 2000):
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, max_tenants: int = 500, max_models: int = 2000
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         self.tenant = _Bounded(max_tenants)
         self.model = _Bounded(max_models)
@@ -83,7 +87,15 @@ class Metrics:
         self.calls.labels(t, m, action, status).inc()
         self.latency.labels(t, m, action).observe(seconds)
 
-    def serve(self, address: str, port: int) -> None:
-        """Expose /metrics on its own port (a daemon thread of prometheus-client)."""
-        start_http_server(port, addr=address, registry=self.registry)
+    def observe_refusal(self, tenant: str, action: str, kind: str, limit: str = "") -> None:
+        """Count a policy denial (``kind`` "policy") or a quota rejection ("quota")."""
+        t = self.tenant(tenant) if tenant else ""
+        if kind == "policy":
+            self.policy_denials.labels(t, action).inc()
+        elif kind == "quota":
+            self.quota_rejections.labels(t, limit).inc()
 
+    def serve(self, address: str, port: int) -> WSGIServer:
+        """Expose /metrics on its own port (a daemon thread of prometheus-client)."""
+        server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        return server

@@ -12,6 +12,7 @@ import contextlib
 import signal
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import grpc
 import structlog
@@ -27,9 +28,13 @@ from supervisor.auth.cache import CachingVerifier
 from supervisor.errors import ConfigError
 from supervisor.gpu.factory import open_allocator
 from supervisor.home import Home
+from supervisor.metrics import Metrics
+from supervisor.metrics_sampler import Sampler
 from supervisor.policy.runtime import start_policy
 from supervisor.quota.admission import Quotas, open_store
 from supervisor.service import Authenticator, InferenceService
+from supervisor.settings import Settings
+from supervisor.tls import is_loopback, server_credentials
 from supervisor.transport.calls import CallRunner
 from supervisor.transport.grpc_admin import AdminServicer
 from supervisor.transport.grpc_inference import InferenceServicer
@@ -41,6 +46,46 @@ log = structlog.get_logger(__name__)
 
 OIP_SERVICE = oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+
+
+# How often an unsafe plain-text listener is logged again while it serves.
+UNSAFE_PLAINTEXT_REMINDER_SECONDS = 600.0
+
+
+def _add_port(server: grpc.aio.Server, settings: Settings, root: Path, listen: str) -> int:
+    """Bind ``listen`` with TLS when [tls] is set; plain text only on loopback, or when unsafe."""
+    if settings.tls.cert_file or settings.tls.key_file:
+        mtls = bool(settings.tls.client_ca_file)
+        port: int = server.add_secure_port(listen, server_credentials(settings.tls, root))
+        log.info("listening with TLS", listen=listen, client_certificates="required" if mtls else "not asked")
+        return port
+    if settings.tls.client_ca_file:
+        raise ConfigError("tls.client_ca_file is set but tls.cert_file and tls.key_file are not")
+    if not is_loopback(listen):
+        if not settings.server.unsafe_plaintext:
+            # Tokens are bearer credentials: in plain text, anyone on the path can replay them.
+            raise ConfigError(
+                f"refusing plain text on {listen}, which is not loopback: set [tls] cert_file and key_file "
+                "(or, UNSAFE, server.unsafe_plaintext = true)"
+            )
+        log.warning("UNSAFE: serving plain text outside loopback (server.unsafe_plaintext)", listen=listen)
+    insecure: int = server.add_insecure_port(listen)
+    return insecure
+
+
+async def _remind_unsafe(listen: str) -> None:
+    while True:
+        await asyncio.sleep(UNSAFE_PLAINTEXT_REMINDER_SECONDS)
+        log.warning("UNSAFE: still serving plain text outside loopback (server.unsafe_plaintext)", listen=listen)
+
+
+def _start_metrics(settings: Settings, metrics: Metrics) -> None:
+    host, _, port = settings.metrics.listen.rpartition(":")
+    try:
+        bound = metrics.serve(host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 - the operator's choice
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"cannot serve metrics on {settings.metrics.listen}: {exc}") from exc
+    log.info("metrics endpoint", listen=settings.metrics.listen, port=bound.server_port)
 
 
 def ire_version() -> str:
@@ -87,10 +132,12 @@ async def serve(
         await quotas.close()
         reaper.stop()
         raise
-    calls = CallRunner(Authenticator(verifier, registry), audit)
+    metrics = Metrics()
+    calls = CallRunner(Authenticator(verifier, registry), audit, metrics)
     service = InferenceService(settings, registry, home.store(), pool, policy.authorizer, quotas)
     servicer = InferenceServicer(service, calls, ire_version())
-    admin_servicer = AdminServicer(AdminService(registry, policy.authorizer, policy), calls)
+    admin_service = AdminService(home, registry, policy.authorizer, policy, quotas, audit)
+    admin_servicer = AdminServicer(admin_service, calls)
 
     # gRPC's own bound is above ours so that an oversized request reaches the handler and
     # gets INVALID_ARGUMENT with the limit named; it still caps what the server buffers.
@@ -118,7 +165,14 @@ async def serve(
         server,
     )
     try:
-        port = server.add_insecure_port(listen)
+        port = _add_port(server, settings, home.root, listen)
+        if settings.metrics.listen:
+            _start_metrics(settings, metrics)
+    except ConfigError:
+        await pool.close()
+        await policy.close()
+        await quotas.close()
+        raise
     except RuntimeError as exc:
         await pool.close()
         await policy.close()
@@ -135,6 +189,12 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     await server.start()
+    background: list[asyncio.Task[None]] = []
+    if settings.server.unsafe_plaintext and not is_loopback(listen):
+        background.append(asyncio.create_task(_remind_unsafe(listen)))
+    if settings.metrics.listen:
+        sampler = Sampler(metrics, pool, lambda: [t.name for t in registry.list_tenants()])
+        background.append(asyncio.create_task(sampler.run(settings.metrics.sample_seconds)))
     for name in ("", OIP_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", listen=listen, port=port)
@@ -144,9 +204,16 @@ async def serve(
         await stop.wait()
     finally:
         log.info("stopping", grace_seconds=settings.server.grace_seconds)
+        for task in background:
+            task.cancel()
         servicer.ready = False
+        # Readiness first, so that balancers stop sending; then refuse what still arrives
+        # (cleanly, before it starts) while calls in flight finish within the grace.
         await health_servicer.enter_graceful_shutdown()
-        await server.stop(settings.server.grace_seconds)
+        deadline = loop.time() + settings.server.grace_seconds
+        if not await calls.drain(settings.server.grace_seconds):
+            log.warning("calls still in flight after the grace period; cancelling them")
+        await server.stop(max(1.0, deadline - loop.time()))
         await policy.close()
         await pool.close()
         await quotas.close()

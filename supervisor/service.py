@@ -24,7 +24,7 @@ from protos import worker_pb2 as pb
 from protos.inference import grpc_predict_v2_pb2 as oip
 from supervisor.audit import AuditRecord
 from supervisor.auth import Principal
-from supervisor.errors import TenantNotFoundError, TokenInvalidError
+from supervisor.errors import TenantNotFoundError, TenantSuspendedError, TokenInvalidError, TokenRevokedError
 from supervisor.modelgraph import GraphFacts, read_graph_facts
 from supervisor.policy import Authorizer, RequestFacts
 from supervisor.policy.document import peer_address
@@ -63,14 +63,22 @@ class Authenticator:
         self._registry = registry
 
     def authenticate(self, token: str | None, record: AuditRecord) -> Caller:
-        """Verify the bearer token and check that its tenant exists."""
+        """Verify the bearer token; check it is not revoked and its tenant exists and is active.
+
+        The revocation set is read through the registry's cache, refreshed whenever the
+        database changes, so a revocation applies to tokens the verifier has cached too.
+        """
         principal = self._verifier.verify(token)
         record.tenant = principal.tenant
         record.principal = principal.subject
+        if principal.token_id in self._registry.revoked_token_ids():
+            raise TokenRevokedError(f"token {principal.token_id!r} has been revoked")
         try:
             tenant = self._registry.get_tenant(principal.tenant)
         except TenantNotFoundError as exc:
             raise TokenInvalidError(f"token names tenant {principal.tenant!r}, which does not exist") from exc
+        if tenant.suspended:
+            raise TenantSuspendedError(f"tenant {tenant.name!r} is suspended")
         return Caller(principal, tenant, peer_address(record.peer))
 
 

@@ -29,6 +29,32 @@ class ServerSettings:
     max_request_bytes: int = 16 * MiB
     # Seconds to let calls in flight finish on SIGTERM before they are cancelled.
     grace_seconds: float = 10.0
+    # UNSAFE: serve plain text on an address other than loopback. Tokens and tensors then
+    # cross the network readable by anyone on the path; without this, a non-loopback
+    # listener needs [tls]. Logged as a warning at start and every 10 minutes.
+    unsafe_plaintext: bool = False
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    # Server certificate chain, PEM; empty: no TLS. Re-read when the file changes, so a
+    # renewed certificate is served on the next handshake without a restart. Relative
+    # paths are under the home.
+    cert_file: str = ""
+    # The certificate's private key, PEM (re-read with the certificate).
+    key_file: str = ""
+    # CA bundle, PEM: when set, every client must present a certificate chaining to it
+    # (mTLS); empty: client certificates are not asked for.
+    client_ca_file: str = ""
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    # HOST:PORT of the Prometheus endpoint (plain HTTP, /metrics); empty: no endpoint. A
+    # port of its own, so that scrapes never compete with calls.
+    listen: str = ""
+    # Seconds between samples of worker memory/CPU and GPU slice usage.
+    sample_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +205,8 @@ class Settings:
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
     gpu: GpuSettings = field(default_factory=GpuSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
 
 _SECTION_TYPES = {
@@ -192,10 +220,12 @@ _SECTION_TYPES = {
     "quota": QuotaSettings,
     "models": ModelSettings,
     "gpu": GpuSettings,
+    "tls": TlsSettings,
+    "metrics": MetricsSettings,
 }
 
 
-def _check_value(where: str, expected: Any, value: Any) -> Any:
+def _check_value(where: str, expected: Any, value: Any, default: Any = None) -> Any:
     if expected == "float" and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     kinds: dict[str, type[Any]] = {"int": int, "float": float, "str": str, "bool": bool}
@@ -204,7 +234,7 @@ def _check_value(where: str, expected: Any, value: Any) -> Any:
         raise ConfigError(f"{where}: got {type(value).__name__} {value!r}, expected {expected}")
     if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
         raise ConfigError(f"{where}: got {value!r}, expected a positive number")
-    if kind is str and not value:
+    if kind is str and not value and default != "":
         raise ConfigError(f"{where}: got an empty string, expected a value")
     return value
 
@@ -219,11 +249,13 @@ def parse_settings(raw: dict[str, Any], source: str = "config") -> Settings:
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: [{name}] must be a table, got {type(table).__name__}")
         fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        # Fields whose default is "" take "" to mean "not set" (say, no TLS).
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
         values = {}
         for key, value in table.items():
             if key not in fields:
                 raise ConfigError(f"{source}: unknown key {name}.{key}; known: {sorted(fields)}")
-            values[key] = _check_value(f"{source}: {name}.{key}", fields[key], value)
+            values[key] = _check_value(f"{source}: {name}.{key}", fields[key], value, defaults[key])
         sections[name] = cls(**values)
     return Settings(**sections)
 

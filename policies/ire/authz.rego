@@ -15,7 +15,13 @@ supported_versions := {1}
 tenant_actions := {"predict", "model_metadata", "model_ready"}
 
 # Admin API actions, granted by the "admin" scope.
-admin_actions := {"admin.tenant.create", "admin.tenant.list", "admin.policy.reload"}
+admin_actions := {
+	"admin.tenant.create", "admin.tenant.list", "admin.tenant.update", "admin.tenant.suspend",
+	"admin.tenant.delete", "admin.quota.set", "admin.quota.get", "admin.token.issue",
+	"admin.token.revoke", "admin.signer.add", "admin.signer.list", "admin.signer.remove",
+	"admin.model.register", "admin.model.list", "admin.model.delete", "admin.policy.reload",
+	"admin.audit.checkpoint",
+}
 
 # Per-tier bounds on one prediction, on top of the server's own limits. A tier that is
 # not listed has no bounds here.

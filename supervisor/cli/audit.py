@@ -28,6 +28,7 @@ from supervisor.audit.reader import RECORD_TYPES, RecordFilter, iter_entries, pa
 from supervisor.audit.segments import list_segments
 from supervisor.audit.verify import AuditTamperedError, verify_log
 from supervisor.audit.writer import AuditWriter
+from supervisor.cli import audit_checkpoint
 from supervisor.cli._common import open_home
 from supervisor.errors import ConfigError, InvalidInputError
 from supervisor.home import Home
@@ -88,6 +89,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     prune = actions.add_parser("prune", help="remove segments past audit.retention_days, with a signed record")
     prune.set_defaults(run=run_prune)
+    audit_checkpoint.register(actions)
 
     capture = actions.add_parser("capture", help="show or set per-tenant payload capture (off by default)")
     capture.add_argument("--tenant", help="the tenant to change; omit to show every rule")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from protos import admin_pb2 as pb
 from supervisor.audit import audited_action, local_principal
 from supervisor.cli._common import open_home
+from supervisor.cli._remote import add_remote_options, admin_call
 from supervisor.models import find_onnx, register_model
 from supervisor.signing import sign_model_dir, verify_model_dir
 
@@ -34,13 +36,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing = actions.add_parser("list", help="list models")
     listing.add_argument("--tenant")
     listing.set_defaults(run=run_list)
+    add_remote_options(reg)
+    add_remote_options(listing)
 
 
 def _specs(specs: tuple[object, ...]) -> str:
     return ", ".join(f"{s.name}:{s.datatype}{list(s.shape)}" for s in specs)  # type: ignore[attr-defined]
 
 
+def _register_remote(args: argparse.Namespace) -> int:
+    onnx = find_onnx(args.path)
+    request = pb.RegisterModelRequest(
+        tenant=args.tenant,
+        name=args.name,
+        version=args.version,
+        onnx=onnx.read_bytes(),
+        signature=args.signature.read_bytes() if args.signature else b"",
+        filename=onnx.name,
+    )
+    model = admin_call(args, "RegisterModel", request)
+    print(f"registered {model.tenant}/{model.name} version {model.version} sha256 {model.sha256}")
+    return 0
+
+
 def run_register(args: argparse.Namespace) -> int:
+    if args.server:
+        return _register_remote(args)
     home = open_home(args)
     with audited_action(home, "model.register", local_principal(), tenant=args.tenant, model=args.name) as audit:
         record = register_model(home, home.registry(), args.tenant, args.name, args.path, args.version, args.signature)
@@ -64,7 +85,11 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    for m in open_home(args).registry().list_models(args.tenant):
+    if args.server:
+        models = list(admin_call(args, "ListModels", pb.ListModelsRequest(tenant=args.tenant or "")).models)
+    else:
+        models = list(open_home(args).registry().list_models(args.tenant))
+    for m in models:
         fields = [m.tenant, m.name, m.version, m.sha256[:16], str(m.byte_size)]
         print("\t".join([*fields, f"in: {_specs(m.inputs)}", f"out: {_specs(m.outputs)}"]))
     return 0

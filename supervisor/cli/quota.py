@@ -8,7 +8,9 @@ import dataclasses
 import json
 from typing import Any
 
+from protos import admin_pb2 as pb
 from supervisor.cli._common import open_home
+from supervisor.cli._remote import add_remote_options, admin_call
 from supervisor.errors import InvalidInputError
 from supervisor.quota import effective_limits, parse_overrides
 from supervisor.quota.admission import open_store
@@ -43,6 +45,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show = actions.add_parser("show", help="show a tenant's limits and current usage")
     show.add_argument("tenant")
     show.set_defaults(run=run_show)
+    add_remote_options(setp)
+    add_remote_options(show)
 
 
 def collect(args: argparse.Namespace) -> dict[str, Any]:
@@ -58,7 +62,24 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     return parse_overrides(raw)
 
 
+def _remote_view(quota: pb.Quota) -> dict[str, Any]:
+    usage = {"daily_used": quota.daily_used, "in_flight": quota.in_flight, "rate_tokens": round(quota.rate_tokens, 3)}
+    return {
+        "tenant": quota.tenant,
+        "tier": quota.tier,
+        "overrides": dict(quota.overrides),
+        "limits": dict(quota.limits),
+        "usage": usage if quota.usage_known else None,
+    }
+
+
 def run_set(args: argparse.Namespace) -> int:
+    if args.server:
+        overrides = {k: str(v) for k, v in collect(args).items()}
+        request = pb.SetQuotaRequest(tenant=args.tenant, overrides=overrides, reset=args.reset)
+        quota = admin_call(args, "SetQuota", request)
+        print(f"quota overrides for {args.tenant}: {json.dumps(dict(quota.overrides), sort_keys=True)}")
+        return 0
     registry = open_home(args).registry()
     tenant = registry.get_tenant(args.tenant)
     overrides = {} if args.reset else registry.quota_overrides(args.tenant)
@@ -93,5 +114,9 @@ async def _usage(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    if args.server:
+        quota = admin_call(args, "GetQuota", pb.GetQuotaRequest(tenant=args.tenant))
+        print(json.dumps(_remote_view(quota), indent=2, sort_keys=True))
+        return 0
     print(json.dumps(asyncio.run(_usage(args)), indent=2, sort_keys=True))
     return 0

@@ -6,7 +6,9 @@ import argparse
 import re
 from pathlib import Path
 
+from protos import admin_pb2 as pb
 from supervisor.cli._common import open_home
+from supervisor.cli._remote import add_remote_options, admin_call
 from supervisor.errors import InvalidInputError
 from supervisor.signing import trusted_signer
 
@@ -26,6 +28,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     remove = actions.add_parser("remove", help="stop trusting a signer; its models no longer load")
     remove.add_argument("name")
     remove.set_defaults(run=run_remove)
+    for action in (add, listing, remove):
+        add_remote_options(action)
 
 
 def run_add(args: argparse.Namespace) -> int:
@@ -35,19 +39,30 @@ def run_add(args: argparse.Namespace) -> int:
         signer = trusted_signer(args.name, args.tenant, args.pubkey.read_bytes())
     except (OSError, ValueError) as exc:
         raise InvalidInputError(f"cannot read an EC public key from {args.pubkey}: {exc}") from exc
-    open_home(args).registry().add_signer(signer)
+    if args.server:
+        request = pb.AddSignerRequest(name=args.name, tenant=args.tenant, public_key_pem=signer.public_key_pem)
+        admin_call(args, "AddSigner", request)
+    else:
+        open_home(args).registry().add_signer(signer)
     scope = f"tenant {args.tenant}" if args.tenant else "every tenant"
     print(f"trusted signer {signer.name} ({signer.key_hint[:16]}…) for {scope}")
     return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
-    for s in open_home(args).registry().list_signers():
+    if args.server:
+        signers = list(admin_call(args, "ListSigners", pb.ListSignersRequest()).signers)
+    else:
+        signers = list(open_home(args).registry().list_signers())
+    for s in signers:
         print(f"{s.name}\t{s.tenant or '*'}\t{s.key_hint}")
     return 0
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    open_home(args).registry().remove_signer(args.name)
+    if args.server:
+        admin_call(args, "RemoveSigner", pb.RemoveSignerRequest(name=args.name))
+    else:
+        open_home(args).registry().remove_signer(args.name)
     print(f"removed signer {args.name}")
     return 0

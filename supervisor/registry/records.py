@@ -55,6 +55,8 @@ class Tenant:
     # the sandbox derives the tenant's worker uid from it.
     number: int = 0
     labels: tuple[tuple[str, str], ...] = ()
+    # A suspended tenant's tokens are refused on every call (admin API, `ire tenant suspend`).
+    suspended: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from supervisor.errors import AlreadyExistsError, ModelNotFoundError, NotFoundError, TenantNotFoundError
+from supervisor.errors import (
+    AlreadyExistsError,
+    InvalidInputError,
+    ModelNotFoundError,
+    NotFoundError,
+    TenantNotFoundError,
+)
 from supervisor.modelgraph import TensorSpec
 from supervisor.registry.records import (
     ModelRecord,
@@ -31,7 +37,8 @@ CREATE TABLE IF NOT EXISTS tenants (
     name TEXT NOT NULL UNIQUE,
     tier TEXT NOT NULL,
     labels TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    suspended INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS models (
     tenant TEXT NOT NULL REFERENCES tenants(name),
@@ -53,6 +60,11 @@ CREATE TABLE IF NOT EXISTS signers (
     key_hint TEXT NOT NULL,
     added_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    token_id TEXT PRIMARY KEY,
+    reason TEXT NOT NULL DEFAULT '',
+    revoked_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS quotas (
     tenant TEXT PRIMARY KEY REFERENCES tenants(name),
     overrides TEXT NOT NULL,
@@ -71,7 +83,21 @@ def _specs_from_json(text: str) -> tuple[TensorSpec, ...]:
 
 def _tenant(row: sqlite3.Row) -> Tenant:
     labels = json.loads(row["labels"])
-    return Tenant(row["name"], row["tier"], row["created_at"], row["number"], tuple(sorted(labels.items())))
+    return Tenant(
+        row["name"],
+        row["tier"],
+        row["created_at"],
+        row["number"],
+        tuple(sorted(labels.items())),
+        bool(row["suspended"]),
+    )
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a home made by an older IRE up to this schema (additive changes only)."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(tenants)").fetchall()}
+    if "suspended" not in columns:
+        db.execute("ALTER TABLE tenants ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0")
 
 
 def _model(row: sqlite3.Row) -> ModelRecord:
@@ -96,6 +122,7 @@ class Registry:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        _migrate(self._db)
         self._cache: dict[tuple[str, ...], Any] = {}
         self._version = -1
 
@@ -138,6 +165,58 @@ class Registry:
     def list_tenants(self) -> list[Tenant]:
         rows = self._db.execute("SELECT * FROM tenants ORDER BY name").fetchall()
         return [_tenant(r) for r in rows]
+
+    def update_tenant(self, name: str, tier: str | None = None, labels: dict[str, str] | None = None) -> Tenant:
+        """Set the tenant's tier and/or labels (``None``: unchanged)."""
+        current = self.get_tenant(name)
+        new_tier = check_tier(tier) if tier is not None else current.tier
+        new_labels = labels if labels is not None else dict(current.labels)
+        self._db.execute(
+            "UPDATE tenants SET tier = ?, labels = ? WHERE name = ?",
+            (new_tier, json.dumps(new_labels, sort_keys=True), name),
+        )
+        self._cache.clear()
+        return self.get_tenant(name)
+
+    def set_suspended(self, name: str, suspended: bool) -> Tenant:
+        self.get_tenant(name)
+        self._db.execute("UPDATE tenants SET suspended = ? WHERE name = ?", (int(suspended), name))
+        self._cache.clear()
+        return self.get_tenant(name)
+
+    def delete_tenant(self, name: str) -> None:
+        """Delete a tenant without models, with its quota overrides and its own signers."""
+        self.get_tenant(name)
+        if self.list_models(name):
+            raise InvalidInputError(f"tenant {name!r} has models; delete them first")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("DELETE FROM quotas WHERE tenant = ?", (name,))
+            self._db.execute("DELETE FROM signers WHERE tenant = ?", (name,))
+            self._db.execute("DELETE FROM tenants WHERE name = ?", (name,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._cache.clear()
+
+    # Token revocation
+
+    def revoke_token(self, token_id: str, reason: str = "") -> None:
+        """Refuse the token with this ``jti`` from now on; revoking twice is a no-op."""
+        if not token_id or len(token_id) > 128:
+            raise InvalidInputError(f"got token id of {len(token_id)} characters, expected 1..128")
+        self._db.execute("INSERT OR IGNORE INTO revoked_tokens VALUES (?, ?, ?)", (token_id, reason[:256], time.time()))
+        self._cache.clear()
+
+    def revoked_token_ids(self) -> frozenset[str]:
+        """Every revoked ``jti``; cached until another connection changes the database."""
+        cache = self._cached()
+        key = ("revoked",)
+        if key not in cache:
+            cache[key] = frozenset(r[0] for r in self._db.execute("SELECT token_id FROM revoked_tokens"))
+        revoked: frozenset[str] = cache[key]
+        return revoked
 
     # Quotas
 
@@ -247,6 +326,20 @@ class Registry:
             cache[key] = _model(row)
         record: ModelRecord = cache[key]
         return record
+
+    def delete_models(self, tenant: str, name: str, version: str = "") -> int:
+        """Delete one version of a model (or every version when empty); how many went."""
+        if version:
+            cursor = self._db.execute(
+                "DELETE FROM models WHERE tenant = ? AND name = ? AND version = ?", (tenant, name, version)
+            )
+        else:
+            cursor = self._db.execute("DELETE FROM models WHERE tenant = ? AND name = ?", (tenant, name))
+        if cursor.rowcount == 0:
+            shown = f"{name!r} version {version!r}" if version else repr(name)
+            raise ModelNotFoundError(f"model {shown} not found for tenant {tenant!r}")
+        self._cache.clear()
+        return int(cursor.rowcount)
 
     def model_versions(self, tenant: str, name: str) -> list[str]:
         rows = self._db.execute(

@@ -7,6 +7,7 @@ the reply leaves; a call that cannot be recorded is refused.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 import uuid
@@ -18,7 +19,14 @@ import structlog
 
 from supervisor.audit import AuditRecord, AuditWriter, Outcome
 from supervisor.auth import bearer_token
-from supervisor.errors import AuditWriteError, QuotaExceededError, TokenInvalidError
+from supervisor.errors import (
+    AuditWriteError,
+    PolicyDeniedError,
+    QuotaExceededError,
+    ShuttingDownError,
+    TokenInvalidError,
+)
+from supervisor.metrics import Metrics
 from supervisor.service import Authenticator, Caller
 from supervisor.transport.retry import quota_trailers
 from supervisor.transport.status import mapping_for, public_message
@@ -28,6 +36,8 @@ log = structlog.get_logger(__name__)
 __all__ = ["CallRunner", "Handler"]
 
 T = TypeVar("T")
+# On shutdown, how long no call must arrive before the listener closes (see drain()).
+DRAIN_QUIET_SECONDS = 0.5
 Handler = Callable[[Caller, AuditRecord], "T | Awaitable[T]"]
 
 
@@ -40,19 +50,69 @@ def _authorization(context: grpc.aio.ServicerContext) -> str | None:
 
 
 class CallRunner:
-    def __init__(self, authenticator: Authenticator, audit: AuditWriter) -> None:
+    def __init__(self, authenticator: Authenticator, audit: AuditWriter, metrics: Metrics | None = None) -> None:
         self._authenticator = authenticator
         self._audit = audit
+        self._metrics = metrics
+        self._draining = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._last_arrival = 0.0
+
+    async def drain(self, timeout: float) -> bool:
+        """Refuse new calls (UNAVAILABLE, before they start) and wait for those in flight.
+
+        Once none is in flight, it waits until none has arrived for ``DRAIN_QUIET_SECONDS``:
+        a call already on the wire when the listener closes would otherwise be cancelled
+        by gRPC instead of refused. True when every call finished within ``timeout``.
+        """
+        self._draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                return False
+            quiet_until = self._last_arrival + DRAIN_QUIET_SECONDS
+            if loop.time() >= min(quiet_until, deadline):
+                return True
+            await asyncio.sleep(min(quiet_until, deadline) - loop.time())
+
+    def _count_refusal(self, exc: Exception, record: AuditRecord) -> None:
+        if self._metrics is None:
+            return
+        if isinstance(exc, PolicyDeniedError):
+            self._metrics.observe_refusal(record.tenant, record.action, "policy")
+        elif isinstance(exc, QuotaExceededError):
+            self._metrics.observe_refusal(record.tenant, record.action, "quota", exc.limit)
 
     async def run(self, context: grpc.aio.ServicerContext, action: str, handler: Handler[T]) -> T:
         request_id = uuid.uuid4().hex
         record = AuditRecord(time=time.time(), request_id=request_id, action=action, peer=context.peer() or "")
         started = time.perf_counter()
+        self._in_flight += 1
+        self._idle.clear()
+        self._last_arrival = asyncio.get_running_loop().time()
+        try:
+            return await self._run(context, action, handler, record, started)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _run(
+        self, context: grpc.aio.ServicerContext, action: str, handler: Handler[T], record: AuditRecord, started: float
+    ) -> T:
+        request_id = record.request_id
         result: Any = None
         failure: tuple[grpc.StatusCode, str] | None = None
         extra: tuple[tuple[str, str | bytes], ...] = ()
         with structlog.contextvars.bound_contextvars(request_id=request_id, action=action):
             try:
+                if self._draining:
+                    raise ShuttingDownError("the server is shutting down; retry on another replica")
                 caller = self._authenticator.authenticate(bearer_token(_authorization(context)), record)
                 structlog.contextvars.bind_contextvars(tenant=caller.principal.tenant)
                 result = handler(caller, record)
@@ -71,16 +131,26 @@ class CallRunner:
                     exc_info=mapping.code == grpc.StatusCode.INTERNAL,
                 )
                 failure = (mapping.code, public_message(exc, mapping, request_id))
+                self._count_refusal(exc, record)
                 if isinstance(exc, QuotaExceededError):
                     extra = quota_trailers(exc, failure[1])
-            record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            elapsed = time.perf_counter() - started
+            record.latency_ms = round(elapsed * 1000, 3)
             try:
                 self._audit.append(record.to_dict())
+                if self._metrics is not None:
+                    self._metrics.audit_write.observe(time.perf_counter() - started - elapsed)
             except AuditWriteError as exc:
                 # No audit, no answer: a call that cannot be recorded is not answered.
                 log.error("audit write failed; refusing the call", error=str(exc))
                 failure = (grpc.StatusCode.UNAVAILABLE, f"audit log unavailable (request id {request_id})")
                 extra = ()
+            if self._metrics is not None:
+                status = failure[0].name if failure is not None else grpc.StatusCode.OK.name
+                # Only a model the registry found names a series (its sha256 is then known):
+                # a name from the request alone would let callers grow the label set.
+                model = record.model if record.model_sha256 else ""
+                self._metrics.observe_call(record.tenant, model, action, status, elapsed)
         trailers: tuple[tuple[str, str | bytes], ...] = (("x-request-id", request_id), *extra)
         if failure is not None:
             await context.abort(failure[0], failure[1], trailing_metadata=trailers)
