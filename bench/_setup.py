@@ -10,12 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.home import Home
-from supervisor.modelgraph.build import build_mlp
+from supervisor.modelgraph.build import build_large_mlp, build_mlp
 from supervisor.signing.onboard import local_signer, sign_and_register
 
 TENANT = "bench"
 MODEL = "mlp"
 LAYERS = (64, 256, 256, 10)
+LARGE_MODEL = "large"
+# 1024 wide, 4 Gemms: 4.2 M parameters, 16 MB of FP32 weights.
+LARGE_HIDDEN = 1024
+LARGE_LAYERS = 4
+TENANT_PREFIX = "rr"
+# The bench tenant's tier: quotas stay on, with a rate (5,000/s) above what the MLP
+# reaches here, so that figures measure serving rather than the token bucket.
+BENCH_TIER = "premium"
 
 
 @dataclass(frozen=True)
@@ -23,29 +31,56 @@ class BenchHome:
     home: Home
     model_path: Path
     token: str
+    large_model_path: Path | None = None
+    tenant_tokens: tuple[str, ...] = ()
 
 
-def make_bench_home(root: Path, token_ttl_seconds: int) -> BenchHome:
-    """Create a home under ``root`` (which must not exist yet) holding ``bench/mlp`` version 1."""
-    model_dir = root / "model"
+def _write_model(root: Path, name: str, onnx: bytes) -> Path:
+    model_dir = root / name
     model_dir.mkdir(parents=True)
-    model_path = model_dir / "model.onnx"
-    model_path.write_bytes(build_mlp(LAYERS))
+    path = model_dir / "model.onnx"
+    path.write_bytes(onnx)
+    return path
+
+
+def make_bench_home(root: Path, token_ttl_seconds: int, large: bool = False, tenants: int = 0) -> BenchHome:
+    """Create a home under ``root`` (which must not exist yet) holding ``bench/mlp`` version 1,
+    with ``large`` also ``bench/large`` and ``tenants`` more tenants ``rr000``... each with
+    its own signed copy of the MLP and its own token."""
+    model_path = _write_model(root, "model", build_mlp(LAYERS))
+    large_path = _write_model(root, "large-model", build_large_mlp(LARGE_HIDDEN, LARGE_LAYERS)) if large else None
+    names = [f"{TENANT_PREFIX}{i:03d}" for i in range(tenants)]
     home = Home.init(root / "home")
     registry = home.registry()
     try:
-        registry.create_tenant(TENANT, "standard")
+        registry.create_tenant(TENANT, BENCH_TIER)
         key = local_signer(registry, root / "signing")
-        sign_and_register(home, registry, TENANT, MODEL, model_dir, key, "1")
+        sign_and_register(home, registry, TENANT, MODEL, model_path.parent, key, "1")
+        if large_path is not None:
+            sign_and_register(home, registry, TENANT, LARGE_MODEL, large_path.parent, key, "1")
+        for name in names:
+            registry.create_tenant(name, "standard")
+            tenant_model = _write_model(root / "tenants", name, model_path.read_bytes())
+            sign_and_register(home, registry, name, MODEL, tenant_model.parent, key, "1")
     finally:
         registry.close()
     auth = home.settings().auth
-    token = home.issuer_key().issue(
-        issuer=auth.issuer,
-        audience=auth.audience,
-        subject=f"{TENANT}-bench",
-        tenant=TENANT,
-        scopes=["predict"],
-        ttl_seconds=token_ttl_seconds,
+    issuer = home.issuer_key()
+
+    def token(tenant: str) -> str:
+        return issuer.issue(
+            issuer=auth.issuer,
+            audience=auth.audience,
+            subject=f"{tenant}-bench",
+            tenant=tenant,
+            scopes=["predict"],
+            ttl_seconds=token_ttl_seconds,
+        )
+
+    return BenchHome(
+        home=home,
+        model_path=model_path,
+        token=token(TENANT),
+        large_model_path=large_path,
+        tenant_tokens=tuple(token(n) for n in names),
     )
-    return BenchHome(home=home, model_path=model_path, token=token)

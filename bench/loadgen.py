@@ -1,7 +1,10 @@
 """Closed-loop load generator for one OIP ModelInfer target, run as its own process.
 
-``concurrency`` asyncio workers share one grpc.aio channel and each keeps one batch-1
-request of the MLP in flight. Calls completing during the warm-up are discarded; calls
+``concurrency`` asyncio workers share one grpc.aio channel and each keeps one request
+(batch 1 of the MLP unless ``--batch``/``--width`` say otherwise) in flight. With
+``--tokens-file`` (one bearer token a line) calls go round-robin over the tokens: one
+tenant each in the many-tenants scenario. ``--samples`` writes the measured latencies
+(ms, one a line) for the plot. Calls completing during the warm-up are discarded; calls
 completing during the measured window give throughput and latency percentiles. It stops
 by itself after warm-up + duration (plus one call timeout for calls still in flight).
 
@@ -34,7 +37,6 @@ TOKEN_ENV = "IRE_BENCH_TOKEN"
 FIRST_CALL_TIMEOUT_SECONDS = 60.0
 CALL_TIMEOUT_SECONDS = 10.0
 INPUT_WIDTH = 64
-OUTPUT_SHAPE = [1, 10]
 
 
 @dataclass
@@ -61,22 +63,38 @@ class LoadResult:
     latency_ms: dict[str, float]
 
 
-def make_request(model: str, seed: int = 0) -> oip.ModelInferRequest:
-    x = np.random.default_rng(seed).standard_normal((1, INPUT_WIDTH)).astype(np.float32)
+Metadata = tuple[tuple[str, str], ...]
+
+
+def make_request(model: str, seed: int = 0, batch: int = 1, width: int = INPUT_WIDTH) -> oip.ModelInferRequest:
+    x = np.random.default_rng(seed).standard_normal((batch, width)).astype(np.float32)
     return build_request(model, {"input": x}, {"input": "FP32"})
+
+
+class RoundRobin:
+    """The metadata of the next call: one token after another, shared by every worker."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        self._metadata: list[Metadata] = [(("authorization", f"Bearer {t}"),) for t in tokens] or [()]
+        self._next = 0
+
+    def __call__(self) -> Metadata:
+        metadata = self._metadata[self._next]
+        self._next = (self._next + 1) % len(self._metadata)
+        return metadata
 
 
 async def _worker(
     stub: oip_grpc.GRPCInferenceServiceStub,
     request: oip.ModelInferRequest,
-    metadata: tuple[tuple[str, str], ...],
+    metadata: RoundRobin,
     window: Window,
 ) -> None:
     while time.perf_counter() < window.end:
         start = time.perf_counter()
         code = ""
         try:
-            await stub.ModelInfer(request, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
+            await stub.ModelInfer(request, metadata=metadata(), timeout=CALL_TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as exc:
             code = exc.code().name
         done = time.perf_counter()
@@ -89,27 +107,37 @@ async def _worker(
 
 
 async def _check_first_call(
-    stub: oip_grpc.GRPCInferenceServiceStub, request: oip.ModelInferRequest, metadata: tuple[tuple[str, str], ...]
+    stub: oip_grpc.GRPCInferenceServiceStub, request: oip.ModelInferRequest, metadata: Metadata, batch: int
 ) -> None:
-    """One call before timing: the target must answer with the MLP's [1, 10] output."""
+    """One call before timing: the target must answer with one output of ``batch`` rows."""
     response = await stub.ModelInfer(request, metadata=metadata, timeout=FIRST_CALL_TIMEOUT_SECONDS)
     shapes = [list(t.shape) for t in response.outputs]
-    if shapes != [OUTPUT_SHAPE]:
-        raise RuntimeError(f"got output shapes {shapes}, expected [{OUTPUT_SHAPE}]")
+    if len(shapes) != 1 or not shapes[0] or shapes[0][0] != batch:
+        raise RuntimeError(f"got output shapes {shapes}, expected one output of {batch} row(s)")
 
 
 async def run_load(
-    target: str, token: str | None, model: str, concurrency: int, warmup: float, duration: float
-) -> LoadResult:
-    request = make_request(model)
-    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    target: str,
+    tokens: list[str],
+    model: str,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    batch: int = 1,
+    width: int = INPUT_WIDTH,
+) -> tuple[LoadResult, list[float]]:
+    """The summary, and the measured latencies in milliseconds."""
+    request = make_request(model, batch=batch, width=width)
+    metadata = RoundRobin(tokens)
     async with grpc.aio.insecure_channel(target) as channel:
         stub = oip_grpc.GRPCInferenceServiceStub(channel)
-        await _check_first_call(stub, request, metadata)
+        for _ in range(len(tokens) or 1):  # every tenant's worker is up before the clock starts
+            await _check_first_call(stub, request, metadata(), batch)
         now = time.perf_counter()
         window = Window(measure_from=now + warmup, end=now + warmup + duration)
         await asyncio.gather(*(_worker(stub, request, metadata, window) for _ in range(concurrency)))
-    return _summarise(target, model, concurrency, warmup, duration, window)
+    result = _summarise(target, model, concurrency, warmup, duration, window)
+    return result, [1000.0 * v for v in window.latencies]
 
 
 def _summarise(target: str, model: str, concurrency: int, warmup: float, duration: float, window: Window) -> LoadResult:
@@ -141,10 +169,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--warmup", type=float, default=1.0, help="seconds excluded from the statistics")
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds")
+    p.add_argument("--batch", type=int, default=1, help="rows per request (default 1)")
+    p.add_argument("--width", type=int, default=INPUT_WIDTH, help=f"input columns (default {INPUT_WIDTH})")
+    p.add_argument("--tokens-file", help="one bearer token a line, used round-robin (overrides --token)")
+    p.add_argument("--samples", help="write the measured latencies (ms, one a line) to this file")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = p.parse_args(argv)
-    if args.concurrency < 1 or args.warmup < 0 or args.duration <= 0:
-        p.error("need --concurrency >= 1, --warmup >= 0 and --duration > 0")
+    if args.concurrency < 1 or args.warmup < 0 or args.duration <= 0 or args.batch < 1 or args.width < 1:
+        p.error("need --concurrency, --batch, --width >= 1, --warmup >= 0 and --duration > 0")
     try:
         require_loopback(args.target)
     except ValueError as exc:
@@ -154,16 +186,26 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    token = args.token or os.environ.get(TOKEN_ENV)
-    # The hard bound: warm-up + duration, the first call's allowance, one call timeout to drain.
-    bound = args.warmup + args.duration + FIRST_CALL_TIMEOUT_SECONDS + CALL_TIMEOUT_SECONDS
-    coro = run_load(args.target, token, args.model, args.concurrency, args.warmup, args.duration)
+    if args.tokens_file:
+        with open(args.tokens_file) as f:
+            tokens = [line.strip() for line in f if line.strip()]
+    else:
+        token = args.token or os.environ.get(TOKEN_ENV)
+        tokens = [token] if token else []
+    # The hard bound: warm-up + duration, the first calls' allowance, one call timeout to drain.
+    bound = args.warmup + args.duration + FIRST_CALL_TIMEOUT_SECONDS * max(1, len(tokens)) + CALL_TIMEOUT_SECONDS
+    coro = run_load(
+        args.target, tokens, args.model, args.concurrency, args.warmup, args.duration, args.batch, args.width
+    )
     try:
-        result = asyncio.run(asyncio.wait_for(coro, bound))
+        result, samples = asyncio.run(asyncio.wait_for(coro, bound))
     except (grpc.aio.AioRpcError, RuntimeError, TimeoutError) as exc:
         detail = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.aio.AioRpcError) else repr(exc)
         print(f"loadgen: {args.target} failed before or during the run: {detail}", file=sys.stderr)
         return 1
+    if args.samples:
+        with open(args.samples, "w") as f:
+            f.write("".join(f"{v:.4f}\n" for v in samples))
     if args.json:
         print(json.dumps(asdict(result)))
     else:

@@ -40,6 +40,16 @@ MODEL = build_mlp()
 KEY = "mlp"
 
 
+def unique_memory_mb(pid: int) -> float:
+    """The process's USS: private clean + private dirty pages, in MB (10^6 bytes)."""
+    kb = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                kb += int(line.split()[1])
+    return kb * 1024 / 1e6
+
+
 def _python_start(runs: int) -> list[float]:
     times = []
     for _ in range(runs):
@@ -124,11 +134,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(args.rounds):
             for mode, conn in workers.items():
                 rps[mode].append(await bench.throughput(conn, args.seconds))
+        # Idle: the MLP loaded, warm after the rounds, no call in flight.
+        uss = {mode: unique_memory_mb(conn.pid) for mode, conn in workers.items()}
         for conn in workers.values():
             await bench.stop(conn)
     finally:
         launcher.close()
-    return {"cold_start_ms": cold, "python_c_pass_ms": python, "throughput_rps": rps}
+    return {"cold_start_ms": cold, "python_c_pass_ms": python, "throughput_rps": rps, "idle_uss_mb": uss}
 
 
 def _p(values: list[float], q: float) -> float:
@@ -154,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- |")
     print(f"| confined | {confined:.0f} |\n| unconfined | {unconfined:.0f} |")
     print(f"\nconfined / unconfined throughput: {confined / unconfined:.3f}")
+    uss = raw["idle_uss_mb"]
+    print(f"idle worker USS (MLP loaded): confined {uss['confined']:.1f} MB, unconfined {uss['unconfined']:.1f} MB")
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS_DIR / f"sandbox-{stamp}.json"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -21,11 +22,17 @@ import onnxruntime as ort
 
 from protos import worker_pb2 as pb
 from sandbox.dtypes import NUMPY_TO_OIP, OIP_TO_NUMPY
-from sandbox.framing import read_frame, write_frame
+from sandbox.errors import FrameError
+from sandbox.framing import HEADER, encode_frame, parse_header, write_frame
 
 # The largest frame the worker accepts. Model bytes travel in one frame, so this bounds
 # the model size a worker will ever allocate for.
 MAX_INBOUND_FRAME = 2**31 - 1
+# One recv reads up to this much, so pipelined requests cost one syscall between them.
+RECV_CHUNK_BYTES = 256 * 1024
+# Replies to requests that arrived together leave together, unless the first one would
+# wait longer than this for the others to be computed.
+REPLY_HOLD_SECONDS = 0.0005
 
 _Code = pb.WorkerError.Code
 CUDA = "CUDAExecutionProvider"
@@ -142,6 +149,52 @@ def _from_array(name: str, array: np.ndarray) -> pb.Tensor:
     return pb.Tensor(name=name, datatype=datatype, shape=array.shape, data=data)
 
 
+class FrameReader:
+    """Frames from the supervisor, read in chunks; ``buffered`` says whether another whole
+    frame has already arrived. The length is bounded before any allocation for it."""
+
+    def __init__(self, sock: socket.socket, max_bytes: int) -> None:
+        self._sock = sock
+        self._max = max_bytes
+        self._buf = bytearray()
+
+    def buffered(self) -> bool:
+        if len(self._buf) < HEADER.size:
+            return False
+        return len(self._buf) >= HEADER.size + parse_header(bytes(self._buf[: HEADER.size]), self._max)
+
+    def _fill(self) -> bool:
+        chunk = self._sock.recv(RECV_CHUNK_BYTES)
+        self._buf += chunk
+        return bool(chunk)
+
+    def read(self) -> bytes | None:
+        """The next frame's payload; ``None`` on a clean end of stream."""
+        while len(self._buf) < HEADER.size:
+            if not self._fill():
+                if self._buf:
+                    raise FrameError(f"connection closed after {len(self._buf)} of {HEADER.size} bytes")
+                return None
+        length = parse_header(bytes(self._buf[: HEADER.size]), self._max)
+        end = HEADER.size + length
+        if len(self._buf) >= end:
+            payload = bytes(self._buf[HEADER.size : end])
+            del self._buf[:end]
+            return payload
+        # A frame larger than what has arrived (a model): read the rest straight into place.
+        out = bytearray(length)
+        have = len(self._buf) - HEADER.size
+        out[:have] = self._buf[HEADER.size :]
+        self._buf.clear()
+        view = memoryview(out)
+        while have < length:
+            n = self._sock.recv_into(view[have:], length - have)
+            if n == 0:
+                raise FrameError(f"connection closed after {have} of {length} bytes")
+            have += n
+        return bytes(out)
+
+
 def serve(
     sock: socket.socket,
     intra_op_threads: int,
@@ -159,12 +212,21 @@ def serve(
     """
     worker = Worker(intra_op_threads, confinement, gpu=gpu, allow_cpu_fallback=allow_cpu_fallback)
     write_frame(sock, worker.hello().SerializeToString())
+    frames = FrameReader(sock, MAX_INBOUND_FRAME)
+    replies: list[bytes] = []
+    held_since = 0.0
     while True:
-        payload = read_frame(sock, MAX_INBOUND_FRAME)
+        payload = frames.read()
         if payload is None:
             return 0
         reply = worker.handle(pb.ToWorker.FromString(payload))
-        write_frame(sock, reply.SerializeToString())
-        if after_warmup is not None and reply.WhichOneof("body") == "result":
+        if not replies:
+            held_since = time.perf_counter()
+        replies.append(encode_frame(reply.SerializeToString()))
+        warm = after_warmup is not None and reply.WhichOneof("body") == "result"
+        if warm or not frames.buffered() or time.perf_counter() - held_since > REPLY_HOLD_SECONDS:
+            sock.sendall(replies[0] if len(replies) == 1 else b"".join(replies))
+            replies.clear()
+        if warm and after_warmup is not None:
             after_warmup()
             after_warmup = None

@@ -94,3 +94,33 @@ async def test_late_reply_to_abandoned_call_is_dropped() -> None:
     peer.sendall(encode_frame(pb.FromWorker(id=nxt.id, pong=pb.Pong()).SerializeToString()))
     assert (await call).WhichOneof("body") == "pong"
     peer.close()
+
+
+async def test_cancelled_caller_abandons_its_call_and_the_connection_lives() -> None:
+    conn, peer = await _open(_hello())
+    call = asyncio.create_task(conn.request(_ping(), timeout=5))
+    await asyncio.sleep(0.05)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert conn.in_flight == 0
+    peer.setblocking(True)
+    late = pb.ToWorker.FromString(read_frame(peer, 1024) or b"")
+    peer.sendall(encode_frame(pb.FromWorker(id=late.id, pong=pb.Pong()).SerializeToString()))
+    await asyncio.sleep(0.05)
+    assert conn.alive  # the late reply to the cancelled call is dropped, not a violation
+    peer.close()
+
+
+async def test_many_calls_in_flight_share_no_timers_after_replies() -> None:
+    conn, peer = await _open(_hello(), max_frame=1 << 16)
+    calls = [asyncio.create_task(conn.request(_ping(), timeout=0.2)) for _ in range(20)]
+    await asyncio.sleep(0.05)
+    peer.setblocking(True)
+    for _ in range(20):
+        request = pb.ToWorker.FromString(read_frame(peer, 1 << 16) or b"")
+        peer.sendall(encode_frame(pb.FromWorker(id=request.id, pong=pb.Pong()).SerializeToString()))
+    assert all(r.WhichOneof("body") == "pong" for r in await asyncio.gather(*calls))
+    await asyncio.sleep(0.3)  # past every call's timeout: a timer left armed would do nothing
+    assert conn.alive and conn.in_flight == 0
+    peer.close()

@@ -23,6 +23,12 @@ from supervisor.errors import WorkerCrashedError, WorkerProtocolError, WorkerSta
 log = structlog.get_logger(__name__)
 
 
+def _expire(future: asyncio.Future[pb.FromWorker]) -> None:
+    """The call's timer: the caller gets TimeoutError; a late reply is dropped."""
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class WorkerConnection:
     def __init__(
         self,
@@ -44,6 +50,9 @@ class WorkerConnection:
         self._closed: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
         self.exit_code: int | None = None
+        # Pipelined frames: requests made in one event-loop turn leave in one write (one
+        # syscall, one wake-up of the worker) at the end of that turn.
+        self._outbox: list[bytes] = []
 
     @classmethod
     async def open(cls, pid: int, sock: socket.socket, max_frame_bytes: int, timeout: float) -> WorkerConnection:
@@ -125,20 +134,37 @@ class WorkerConnection:
         if self._closed is not None:
             raise WorkerCrashedError(f"worker {self.pid} is gone")
         message.id = next(self._ids)
-        future: asyncio.Future[pb.FromWorker] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[pb.FromWorker] = loop.create_future()
         self._pending[message.id] = future
+        # One timer instead of wait_for(shield(...)): no extra future, task or callbacks per
+        # call. A caller cancelled mid-call cancels ``future``; the id is then abandoned.
+        timer = loop.call_later(timeout, _expire, future)
         try:
-            self._writer.write(encode_frame(message.SerializeToString()))
-            await self._writer.drain()
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            if not self._outbox:
+                loop.call_soon(self._flush)
+            self._outbox.append(encode_frame(message.SerializeToString()))
+            await self._writer.drain()  # back-pressure only: returns at once unless paused
+            return await future
         except TimeoutError:
             raise  # a subclass of OSError, but the connection itself is fine
         except (ConnectionError, OSError) as exc:
             self._fail(WorkerCrashedError(str(exc)))
             raise WorkerCrashedError(f"worker {self.pid} connection failed") from exc
         finally:
+            timer.cancel()
             if self._pending.pop(message.id, None) is not None and self._closed is None:
                 self._abandoned.add(message.id)
+
+    def _flush(self) -> None:
+        """Write every frame queued in this turn, in order, as one buffer."""
+        frames, self._outbox = self._outbox, []
+        if not frames or self._closed is not None:
+            return
+        try:
+            self._writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        except (ConnectionError, OSError, RuntimeError) as exc:
+            self._fail(WorkerCrashedError(f"worker {self.pid} connection failed: {exc}"))
 
     def close(self) -> None:
         if self._task is not None:
