@@ -40,7 +40,7 @@ protos: $(VENV)/.dev
 	$(PY) -m protos.generate
 
 bench: $(VENV)/.dev
-	$(PY) -m bench.serve
+	$(PY) -m bench.all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
