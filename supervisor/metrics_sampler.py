@@ -17,6 +17,7 @@ from typing import Protocol
 import psutil
 import structlog
 
+from supervisor.audit import AuditWriter
 from supervisor.gpu.allocator import SliceReport
 from supervisor.metrics import Metrics
 
@@ -38,8 +39,15 @@ class WorkerSource(Protocol):
 
 
 class Sampler:
-    def __init__(self, metrics: Metrics, pool: WorkerSource, tenants: Callable[[], list[str]]) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        pool: WorkerSource,
+        tenants: Callable[[], list[str]],
+        audit: AuditWriter | None = None,
+    ) -> None:
         self._metrics = metrics
+        self._audit = audit
         self._pool = pool
         self._tenants = tenants
         self._pids: dict[int, str] = {}
@@ -76,6 +84,8 @@ class Sampler:
             if new > 0:
                 m.worker_ooms.labels(m.tenant(tenant)).inc(new)
             self._ooms[tenant] = count
+        if self._audit is not None:
+            m.audit_backlog.set(self._audit.backlog)
         for report in self._pool.gpu_usage():
             labels = (report.slice_uuid, m.tenant(report.tenant))
             if report.memory_used_bytes >= 0:

@@ -193,7 +193,7 @@ async def serve(
     if settings.server.unsafe_plaintext and not is_loopback(listen):
         background.append(asyncio.create_task(_remind_unsafe(listen)))
     if settings.metrics.listen:
-        sampler = Sampler(metrics, pool, lambda: [t.name for t in registry.list_tenants()])
+        sampler = Sampler(metrics, pool, lambda: [t.name for t in registry.list_tenants()], audit)
         background.append(asyncio.create_task(sampler.run(settings.metrics.sample_seconds)))
     for name in ("", OIP_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -69,6 +69,10 @@ def test_scrape_after_traffic_shows_per_tenant_series(srv: tuple[Server, int]) -
     assert memory and memory[0].value > 0
     audit = _samples(families, "ire_audit_write_seconds")
     assert any(s.name == "ire_audit_write_seconds_count" and s.value >= 4 for s in audit)
+    queued = _samples(families, "ire_queue_seconds", tenant="acme", model="acme/mlp")
+    assert any(s.name == "ire_queue_seconds_count" and s.value == 3 for s in queued)
+    backlog = _samples(families, "ire_audit_backlog_records")
+    assert backlog and backlog[0].value >= 0
 
 
 def test_unknown_model_names_do_not_grow_series(srv: tuple[Server, int]) -> None:

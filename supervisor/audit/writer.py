@@ -99,6 +99,8 @@ class AuditWriter:
         self._dirty = False
         self._retention_due = False
         self._pending: list[tuple[int, int, bytes]] = []  # (generation, end offset, side-file line)
+        # Records written but not yet fsynced (the group commit's backlog), for metrics.
+        self._unsynced = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         try:
@@ -141,6 +143,7 @@ class AuditWriter:
                 if os.fstat(self._fd).st_size != self._offset:
                     self._catch_up()
                 self._write_entry(record)
+                self._unsynced += 1
                 if self._seq - self._last_checkpoint_seq > self._settings.checkpoint_every_records:
                     self._checkpoint("count")
                 if self._offset >= self._settings.segment_max_bytes:
@@ -155,6 +158,11 @@ class AuditWriter:
                 self._funlock()
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def backlog(self) -> int:
+        """Records written to the log but not yet made durable by fsync."""
+        return self._unsynced
 
     @property
     def failed(self) -> str | None:
@@ -525,10 +533,12 @@ class AuditWriter:
             fd = os.dup(self._fd)
             generation, upto = self._generation, self._offset
             self._dirty = False
+            synced, self._unsynced = self._unsynced, 0
         try:
             os.fsync(fd)
         except OSError as exc:
             with self._lock:
+                self._unsynced += synced
                 self._fail(f"cannot fsync audit log {self.directory / self._segment}: {exc}")
             return
         finally:

@@ -30,6 +30,7 @@ from supervisor.metrics import Metrics
 from supervisor.service import Authenticator, Caller
 from supervisor.transport.retry import quota_trailers
 from supervisor.transport.status import mapping_for, public_message
+from supervisor.workers.pool import QUEUE_SECONDS
 
 log = structlog.get_logger(__name__)
 
@@ -151,6 +152,8 @@ class CallRunner:
                 # a name from the request alone would let callers grow the label set.
                 model = record.model if record.model_sha256 else ""
                 self._metrics.observe_call(record.tenant, model, action, status, elapsed)
+                if (queued := QUEUE_SECONDS.get()) >= 0:
+                    self._metrics.queue_time.labels(*self._metrics.labels(record.tenant, model)).observe(queued)
         trailers: tuple[tuple[str, str | bytes], ...] = (("x-request-id", request_id), *extra)
         if failure is not None:
             await context.abort(failure[0], failure[1], trailing_metadata=trailers)

@@ -16,6 +16,7 @@ launcher reports the worker's exit, whatever the cause.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import signal
 import time
@@ -52,6 +53,8 @@ log = structlog.get_logger(__name__)
 # Whether a tenant may keep a model ONNX Runtime could only place on CPU although its
 # worker has a GPU slice (a policy decision; without a hook, never).
 CpuFallbackPolicy = Callable[[str], bool]
+# Seconds the current call waited for its worker and model before being sent (per task).
+QUEUE_SECONDS: contextvars.ContextVar[float] = contextvars.ContextVar("ire_queue_seconds", default=-1.0)
 # How long a crashed call waits for the launcher's exit report to tell OOM from a crash.
 EXIT_REPORT_SECONDS = 2.0
 
@@ -330,7 +333,12 @@ class WorkerPool:
         )
 
     async def infer(self, tenant: str, key: str, load: Callable[[], bytes], request: pb.InferRequest) -> pb.InferResult:
-        """Run ``request`` on the tenant's worker, loading model ``key`` first if needed."""
+        """Run ``request`` on the tenant's worker, loading model ``key`` first if needed.
+
+        The time spent before the request reaches the worker (starting it, loading the
+        model) is left in :data:`QUEUE_SECONDS` for the caller's metrics.
+        """
+        queued = time.perf_counter()
         if self._unsafe:
             log.warning("UNSAFE: serving a call with an unconfined worker (--unsafe-no-sandbox)", tenant=tenant)
         slot = self._slots.setdefault(tenant, _Slot(tenant))
@@ -338,6 +346,7 @@ class WorkerPool:
         conn = await self._worker(slot)
         try:
             await self._ensure_loaded(slot, conn, key, load)
+            QUEUE_SECONDS.set(time.perf_counter() - queued)
             reply = await conn.request(pb.ToWorker(infer=request), slot.timeout)
         except WorkerProtocolError:
             self._kill(conn)
