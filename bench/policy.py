@@ -54,6 +54,8 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SHIPPED = REPO / "policies"
 ALLOW_ALL = {
     "authz.rego": 'package ire.authz\n\ndecision := {"allow": true, "reasons": []}\n',
+    # Loading is decided by ire.admission: a set without it refuses every model.
+    "admission.rego": 'package ire.admission\n\ndecision := {"allow": true, "reasons": []}\n',
     "authz_test.rego": "package ire.authz_test\n\ntest_allows if data.ire.authz.decision.allow\n",
 }
 PRINCIPAL = Principal(subject="bench-app", tenant=TENANT, scopes=frozenset({"predict"}), token_id="t", expires_at=0)
@@ -169,6 +171,9 @@ def measure_e2e(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     base = {
         k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "IRE_HOME") and not k.startswith("IRE_POLICY__")
     }
+    # The variants share one home and the allow-all set is swapped in after the shipped
+    # servers start: their hot reload must not pick it up.
+    base["IRE_POLICY__RELOAD_POLL_SECONDS"] = "86400"
     variants = {
         "shipped": {},
         "shipped-nocache": {"IRE_POLICY__DECISION_CACHE": "false"},
