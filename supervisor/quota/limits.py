@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox.profile import TIER_DEFAULTS as SANDBOX_TIERS
 from supervisor.errors import InvalidInputError
 
 GiB = 1024**3
@@ -40,6 +41,12 @@ class QuotaLimits:
     gpu: str = ""
 
 
+def _worker_limits(tier: str) -> dict[str, Any]:
+    """A tier's worker memory, CPU and pids: the sandbox's tier profile is the one source."""
+    profile = SANDBOX_TIERS[tier]
+    return {"memory_bytes": profile.memory_bytes, "cpu": profile.cpu, "pids": profile.pids}
+
+
 TIER_DEFAULTS: Mapping[str, QuotaLimits] = {
     "free": QuotaLimits(
         rate=10,
@@ -50,9 +57,7 @@ TIER_DEFAULTS: Mapping[str, QuotaLimits] = {
         max_batch=32,
         max_models=2,
         max_model_bytes=64 * MiB,
-        memory_bytes=512 * MiB,
-        cpu=0.5,
-        pids=64,
+        **_worker_limits("free"),
     ),
     "standard": QuotaLimits(
         rate=200,
@@ -63,9 +68,7 @@ TIER_DEFAULTS: Mapping[str, QuotaLimits] = {
         max_batch=64,
         max_models=20,
         max_model_bytes=512 * MiB,
-        memory_bytes=2 * GiB,
-        cpu=1.0,
-        pids=128,
+        **_worker_limits("standard"),
     ),
     "premium": QuotaLimits(
         rate=5_000,
@@ -76,9 +79,7 @@ TIER_DEFAULTS: Mapping[str, QuotaLimits] = {
         max_batch=1024,
         max_models=200,
         max_model_bytes=1 * GiB,
-        memory_bytes=8 * GiB,
-        cpu=2.0,
-        pids=256,
+        **_worker_limits("premium"),
     ),
 }
 
