@@ -8,7 +8,6 @@ the token issuer, so a stolen issuer key cannot forge the audit trail and vice v
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from supervisor.errors import ConfigError
+from supervisor.keyfiles import load_ed25519, write_private_key
 
 __all__ = ["AuditKey", "AuditPublicKey"]
 
@@ -80,25 +80,10 @@ class AuditKey:
 
     @classmethod
     def load(cls, path: Path) -> AuditKey:
-        try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            raise ConfigError(f"cannot load audit key {str(path)!r}: {exc}") from exc
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ConfigError(f"audit key {str(path)!r}: got {type(key).__name__}, expected Ed25519")
-        return cls(key)
+        return cls(load_ed25519(path, "audit key"))
 
     def save(self, path: Path) -> None:
-        """Write PKCS#8 PEM to a new 0600 file (O_EXCL: never through a planted symlink)."""
-        pem = self._key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except OSError as exc:
-            raise ConfigError(f"cannot create audit key {str(path)!r}: {exc}") from exc
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
+        write_private_key(path, self._key, "audit key")
 
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -16,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from supervisor.auth.jwt import SCOPE_PATTERN, TENANT_PATTERN
 from supervisor.errors import ConfigError
+from supervisor.keyfiles import load_ed25519, write_private_key
 
 __all__ = ["IssuerKey", "jwks_document"]
 
@@ -56,29 +55,11 @@ class IssuerKey:
     @classmethod
     def load(cls, path: Path) -> IssuerKey:
         """Read an unencrypted PKCS#8 PEM key; ConfigError when missing, invalid or not Ed25519."""
-        try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            raise ConfigError(f"cannot load issuer key {str(path)!r}: {exc}") from exc
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ConfigError(f"issuer key {str(path)!r}: got {type(key).__name__}, expected Ed25519")
-        return cls(key)
+        return cls(load_ed25519(path, "issuer key"))
 
     def save(self, path: Path) -> None:
         """Write the key as PKCS#8 PEM to a new file readable by its owner only."""
-        pem = self._private_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        # O_EXCL: never follow a planted symlink nor reuse a file another user may already
-        # hold open; mode 0600 from creation, so there is no window where the key is readable.
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except OSError as exc:
-            raise ConfigError(f"cannot create issuer key {str(path)!r}: {exc}") from exc
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
+        write_private_key(path, self._private_key, "issuer key")
 
     @property
     def kid(self) -> str:
