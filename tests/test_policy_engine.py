@@ -6,6 +6,7 @@ Fakes plug in through the same PolicyEngine protocol the embedded and remote eng
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ from supervisor.audit import AuditRecord
 from supervisor.auth import Principal
 from supervisor.errors import PolicyDeniedError, PolicyUnavailableError
 from supervisor.policy import Authorizer, Evaluation, PolicyEngineError, PolicySetError, Query, RequestFacts
-from supervisor.policy.cache import DecisionCache, encode, project
+from supervisor.policy.cache import DecisionCache, encode, project, projector
 from supervisor.policy.compiler import compile_policy
 from supervisor.policy.decision import MalformedDecisionError, parse_decision
 from supervisor.policy.document import INPUT_VERSION, build_input, peer_address
@@ -287,6 +288,15 @@ def test_projection_keeps_only_what_the_policy_reads() -> None:
     assert project(doc, paths) == {"request": {"batch": 1}, "tenant": {"tier": "standard"}, "usage": {}}
     assert encode(project(doc, paths)) == encode(project(later, paths))  # time and peer are not read
     assert encode(project(doc, paths)) != encode(project(bigger, paths))
+    assert projector(paths)(doc) == project(doc, paths)
+
+
+def test_input_orjson_refuses_is_still_encoded_not_dropped() -> None:
+    # orjson refuses integers past 64 bits: a byte count that large must still reach the
+    # policy (which then denies on it), not vanish or crash the encoder.
+    huge = 2**70
+    assert json.loads(encode({"request": {"bytes": huge}})) == {"request": {"bytes": huge}}
+    assert encode({"a": [1, "x"], "b": None}) == '{"a":[1,"x"],"b":null}'
 
 
 def test_cache_key_always_holds_the_tenant_and_revision() -> None:

@@ -22,7 +22,13 @@ def test_quota_set_overrides_tier_and_show_reports_it(home: Path) -> None:
     ire("quota", "set", "acme", "--rate", "5/s", "--daily", "100", "--memory", "256M", "--gpu", "1g.18gb", home=home)
     ire("quota", "set", "acme", "--burst", "7", home=home)  # overrides accumulate
     shown = json.loads(ire("quota", "show", "acme", home=home).stdout)
-    assert shown["overrides"] == {"burst": 7, "daily": 100, "gpu": "1g.18gb", "memory_bytes": 256 * 1024**2, "rate": 5.0}
+    assert shown["overrides"] == {
+        "burst": 7,
+        "daily": 100,
+        "gpu": "1g.18gb",
+        "memory_bytes": 256 * 1024**2,
+        "rate": 5.0,
+    }
     assert shown["limits"]["concurrency"] == 4  # the free tier's default
     assert shown["usage"]["daily_used"] == 0
 

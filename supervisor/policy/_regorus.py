@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
 import regorus  # type: ignore[import-untyped]
 
 from supervisor.policy.policyset import PolicyFile
@@ -103,5 +104,5 @@ class Vm:
     def eval_json(self, rule: str, document_json: str) -> Any:
         """Evaluate on an input already encoded as JSON text."""
         self._vm.set_input_json(document_json)
-        value = json.loads(self._vm.execute_entry_point(rule))
+        value = orjson.loads(self._vm.execute_entry_point(rule))
         return None if value == _RVM_UNDEFINED else value

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from supervisor.policy._regorus import Interpreter, Vm, error_text
-from supervisor.policy.cache import DecisionCache, encode, project
+from supervisor.policy.cache import DecisionCache, encode, projector
 from supervisor.policy.compiler import CompiledPolicy
 from supervisor.policy.engine import Evaluation, Query
 from supervisor.policy.errors import PolicyEngineError, PolicySetError
@@ -59,22 +59,30 @@ class _ThreadEngine(threading.local):
         self.revision = ""
 
 
+Projector = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def _serving(compiled: CompiledPolicy) -> tuple[CompiledPolicy, Projector | None]:
+    return compiled, (projector(compiled.reads) if compiled.reads is not None else None)
+
+
 class EmbeddedEngine:
     name = "embedded"
 
     def __init__(self, compiled: CompiledPolicy, *, timeout_seconds: float, cache: DecisionCache | None = None) -> None:
-        self._compiled = compiled
+        # The revision and its input projection, swapped together as one value.
+        self._serving = _serving(compiled)
         self._timeout = timeout_seconds
         self._cache = cache
         self._local = _ThreadEngine()
 
     @property
     def revision(self) -> str:
-        return self._compiled.revision
+        return self._serving[0].revision
 
     @property
     def compiled(self) -> CompiledPolicy:
-        return self._compiled
+        return self._serving[0]
 
     @property
     def cache(self) -> DecisionCache | None:
@@ -91,19 +99,19 @@ class EmbeddedEngine:
         except Exception as exc:
             self._local.reset()
             raise PolicySetError(f"revision {compiled.policy_set.short} does not load: {error_text(exc)}") from exc
-        self._compiled = compiled
+        self._serving = _serving(compiled)
         if self._cache is not None:
             self._cache.clear()  # keys carry the revision; this only frees the memory
 
     def decide(self, query: Query, document: Mapping[str, Any]) -> Evaluation:
         """Evaluate in the calling thread; PolicyEngineError on failure or past the deadline."""
-        compiled = self._compiled
+        compiled, project = self._serving
         if query not in compiled.queries:
             raise PolicyEngineError(f"revision {compiled.policy_set.short} defines no {query.rule}", "undefined")
         key = None
-        if compiled.reads is not None:
+        if project is not None:
             # Only what the policy can read: less to encode and parse, and the cache key.
-            text = encode(project(document, compiled.reads))
+            text = encode(project(document))
             if self._cache is not None:
                 tenant = document.get("tenant", {}).get("id", "")
                 key = self._cache.key(compiled.revision, query.value, str(tenant), text)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 __all__ = ["Evaluation", "PolicyEngine", "Query"]
 
@@ -19,16 +18,19 @@ class Query(enum.Enum):
     @property
     def rule(self) -> str:
         """The rule path, as the embedded engine names it (``data.ire.authz.decision``)."""
-        return f"data.{self.value}.decision"
+        return _RULES[self]
 
     @property
     def package(self) -> str:
         return f"data.{self.value}"
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    """The raw value of a decision rule (None when undefined) and the revision that produced it."""
+class Evaluation(NamedTuple):
+    """The raw value of a decision rule (None when undefined) and the revision that produced it.
+
+    A named tuple rather than a frozen dataclass: made on every decision, and a frozen
+    dataclass's __init__ costs about half a microsecond more.
+    """
 
     value: Any
     revision: str
@@ -52,3 +54,7 @@ class PolicyEngine(Protocol):
     async def evaluate(self, query: Query, document: Mapping[str, Any]) -> Evaluation: ...
 
     async def close(self) -> None: ...
+
+
+# Built once: the rule path is looked up on every decision.
+_RULES = {query: f"data.{query.value}.decision" for query in Query}
