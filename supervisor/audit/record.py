@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -35,4 +35,19 @@ class AuditRecord:
     detail: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A detached copy: dataclasses.asdict's deepcopy of every leaf costs ~10 µs a call,
+        and the leaves here are immutable (str, numbers, None); dicts and lists are copied."""
+        out = {name: getattr(self, name) for name in _FIELDS}
+        out["detail"] = _tree_copy(self.detail)
+        return out
+
+
+def _tree_copy(value: Any) -> Any:
+    if type(value) is dict:
+        return {k: _tree_copy(v) for k, v in value.items()}
+    if type(value) is list or type(value) is tuple:
+        return [_tree_copy(v) for v in value]
+    return value
+
+
+_FIELDS = tuple(f.name for f in fields(AuditRecord))
