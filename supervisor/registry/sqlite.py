@@ -115,6 +115,11 @@ def _model(row: sqlite3.Row) -> ModelRecord:
     )
 
 
+# How stale a read may be after another process (the CLI, the admin API of another
+# replica) commits a change, such as a token revocation or a tenant suspension.
+FRESHNESS_SECONDS = 0.001
+
+
 class Registry:
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
@@ -125,15 +130,25 @@ class Registry:
         _migrate(self._db)
         self._cache: dict[tuple[str, ...], Any] = {}
         self._version = -1
+        self._checked_at = -FRESHNESS_SECONDS
 
     def close(self) -> None:
         self._db.close()
 
     def _cached(self) -> dict[tuple[str, ...], Any]:
-        version = self._db.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._version:
-            self._cache.clear()
-            self._version = version
+        """The read cache, emptied when another connection has changed the database.
+
+        That is asked of SQLite at most once per ``FRESHNESS_SECONDS``: a call reads the
+        registry four or five times, and each check is a query. A change this connection
+        makes clears the cache itself, at once.
+        """
+        now = time.monotonic()
+        if now - self._checked_at >= FRESHNESS_SECONDS:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            self._checked_at = now
+            if version != self._version:
+                self._cache.clear()
+                self._version = version
         return self._cache
 
     # Tenants
