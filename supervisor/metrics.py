@@ -7,11 +7,14 @@ are counted under "other". A client sending random model names cannot grow the s
 
 from __future__ import annotations
 
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 OTHER = "other"
+# Label combinations whose metric children are kept for the hot path (past it, looked up).
+MAX_CACHED_CHILDREN = 4096
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
@@ -38,6 +41,7 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         self.tenant = _Bounded(max_tenants)
         self.model = _Bounded(max_models)
+        self._children: dict[tuple[str, str, str, str], list[Any]] = {}
         r = self.registry
         tm = ["tenant", "model"]
         self.calls = Counter("ire_calls", "Calls by outcome and gRPC status.", [*tm, "action", "status"], registry=r)
@@ -82,10 +86,25 @@ class Metrics:
         """Bounded label values for a tenant and a model found in the registry."""
         return (self.tenant(tenant) if tenant else "", self.model(f"{tenant}/{model}") if model else "")
 
-    def observe_call(self, tenant: str, model: str, action: str, status: str, seconds: float) -> None:
-        t, m = self.labels(tenant, model)
-        self.calls.labels(t, m, action, status).inc()
-        self.latency.labels(t, m, action).observe(seconds)
+    def observe_call(
+        self, tenant: str, model: str, action: str, status: str, seconds: float, queued: float = -1.0
+    ) -> None:
+        """Count a call and its latency, and its queue time when ``queued`` >= 0."""
+        key = (tenant, model, action, status)
+        children = self._children.get(key)
+        if children is None:
+            # prometheus-client's .labels() costs a few µs a call: the children are looked
+            # up once per label combination and kept (no series is ever removed here).
+            t, m = self.labels(tenant, model)
+            children = [self.calls.labels(t, m, action, status), self.latency.labels(t, m, action), None]
+            if len(self._children) < MAX_CACHED_CHILDREN:
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+        if queued >= 0:
+            if children[2] is None:  # made on first use: a series only where calls queue
+                children[2] = self.queue_time.labels(*self.labels(tenant, model))
+            children[2].observe(queued)
 
     def observe_refusal(self, tenant: str, action: str, kind: str, limit: str = "") -> None:
         """Count a policy denial (``kind`` "policy") or a quota rejection ("quota")."""

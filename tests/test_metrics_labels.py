@@ -26,3 +26,15 @@ def test_known_values_keep_their_own_series() -> None:
     metrics.observe_call("acme", "mlp", "predict", "OK", 0.001)
     text = generate_latest(metrics.registry).decode()
     assert 'ire_calls_total{action="predict",model="acme/mlp",status="OK",tenant="acme"} 2.0' in text
+
+
+def test_cached_series_keep_counting_and_queue_series_appear_only_when_calls_queue() -> None:
+    metrics = Metrics()
+    for _ in range(3):
+        metrics.observe_call("acme", "mlp", "model_ready", "OK", 0.001)
+    metrics.observe_call("acme", "mlp", "predict", "OK", 0.002, 0.0005)
+    metrics.observe_call("acme", "mlp", "predict", "OK", 0.002, 0.0005)
+    text = generate_latest(metrics.registry).decode()
+    assert 'ire_calls_total{action="model_ready",model="acme/mlp",status="OK",tenant="acme"} 3.0' in text
+    assert 'ire_queue_seconds_count{model="acme/mlp",tenant="acme"} 2.0' in text
+    assert 'ire_call_latency_seconds_count{action="predict",model="acme/mlp",tenant="acme"} 2.0' in text

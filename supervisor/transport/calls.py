@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -90,7 +90,8 @@ class CallRunner:
             self._metrics.observe_refusal(record.tenant, record.action, "quota", exc.limit)
 
     async def run(self, context: grpc.aio.ServicerContext, action: str, handler: Handler[T]) -> T:
-        request_id = uuid.uuid4().hex
+        # 128 random bits as 32 hex digits, like uuid4().hex without its ~2 µs of UUID object.
+        request_id = os.urandom(16).hex()
         record = AuditRecord(time=time.time(), request_id=request_id, action=action, peer=context.peer() or "")
         started = time.perf_counter()
         self._in_flight += 1
@@ -151,9 +152,7 @@ class CallRunner:
                 # Only a model the registry found names a series (its sha256 is then known):
                 # a name from the request alone would let callers grow the label set.
                 model = record.model if record.model_sha256 else ""
-                self._metrics.observe_call(record.tenant, model, action, status, elapsed)
-                if (queued := QUEUE_SECONDS.get()) >= 0:
-                    self._metrics.queue_time.labels(*self._metrics.labels(record.tenant, model)).observe(queued)
+                self._metrics.observe_call(record.tenant, model, action, status, elapsed, QUEUE_SECONDS.get())
         trailers: tuple[tuple[str, str | bytes], ...] = (("x-request-id", request_id), *extra)
         if failure is not None:
             await context.abort(failure[0], failure[1], trailing_metadata=trailers)
