@@ -170,6 +170,7 @@ class InferenceService:
             model.outputs,
             max_request_bytes=self._settings.server.max_request_bytes,
             max_tensor_elements=limits.max_tensor_elements,
+            size=facts.bytes,
         )
         record.input_sha256 = digest_tensors(decoded.inputs)
         record.detail["batch"] = decoded.batch

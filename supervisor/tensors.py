@@ -96,9 +96,13 @@ def decode_request(
     *,
     max_request_bytes: int,
     max_tensor_elements: int,
+    size: int | None = None,
 ) -> DecodedRequest:
-    """Validate ``request`` against the model's metadata and build worker tensors."""
-    size = request.ByteSize()
+    """Validate ``request`` against the model's metadata and build worker tensors.
+
+    ``size`` is ``request.ByteSize()`` when the caller has it already (it is not free).
+    """
+    size = request.ByteSize() if size is None else size
     if size > max_request_bytes:
         raise InvalidInputError(f"request is {size} bytes, limit is {max_request_bytes}")
     specs = {s.name: s for s in inputs}
@@ -212,7 +216,8 @@ def digest_tensors(tensors: Sequence[worker_pb2.Tensor]) -> str:
     """sha256 over each tensor's name, datatype, shape and bytes, for the audit record."""
     h = hashlib.sha256()
     for t in tensors:
-        header = f"{t.name}\0{t.datatype}\0{','.join(map(str, t.shape))}\0{len(t.data)}\0"
+        data = t.data  # each read of a bytes field makes a new bytes object
+        header = f"{t.name}\0{t.datatype}\0{','.join(map(str, t.shape))}\0{len(data)}\0"
         h.update(header.encode())
-        h.update(t.data)
+        h.update(data)
     return h.hexdigest()

@@ -7,6 +7,7 @@ the old shape refuse the new one instead of misreading it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,6 +71,12 @@ def peer_address(peer: str) -> str:
         host = rest.rsplit(":", 1)[0].strip("[]")
     else:
         return ""
+    return _normalized_ip(host)
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalized_ip(host: str) -> str:
+    """Parsing costs several µs a call; a client keeps its address, so it is remembered (bounded)."""
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
