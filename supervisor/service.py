@@ -34,6 +34,7 @@ from supervisor.settings import Settings
 from supervisor.signing.load import load_model_bytes
 from supervisor.tensors import check_worker_outputs, decode_request, digest_tensors, encode_response
 from supervisor.workers import WorkerPool
+from supervisor.workers.batching import Batcher, stackable
 
 log = structlog.get_logger(__name__)
 
@@ -93,6 +94,14 @@ def declared_batch(request: oip.ModelInferRequest) -> int:
     return max((max(int(t.shape[0]), 0) for t in request.inputs if t.shape), default=0)
 
 
+def _stack_rows(inputs: list[pb.Tensor], model: ModelRecord) -> int:
+    """The rows of a call dynamic batching may merge (its common first dimension); 0 if none."""
+    if not stackable([s.shape for s in model.inputs], [s.shape for s in model.outputs]):
+        return 0
+    rows = inputs[0].shape[0] if inputs and inputs[0].shape else 0
+    return rows if all(t.shape and t.shape[0] == rows for t in inputs) else 0
+
+
 class InferenceService:
     def __init__(
         self,
@@ -110,6 +119,8 @@ class InferenceService:
         self._authorizer = authorizer
         self._quotas = quotas
         self._load_admitted: OrderedDict[tuple[str, str, str], GraphFacts] = OrderedDict()
+        workers = settings.workers
+        self._batcher = Batcher(pool.infer, max_rows=workers.max_batch_rows) if workers.dynamic_batching else None
 
     def _find(self, caller: Caller, name: str, version: str, record: AuditRecord) -> ModelRecord:
         record.model = name
@@ -182,12 +193,17 @@ class InferenceService:
         success = False
         try:
             await self._admit_load(caller, model, record)
-            result = await self._pool.infer(
-                caller.principal.tenant,
-                model.sha256,
-                lambda: self._load_bytes(model),
-                pb.InferRequest(model_key=model.sha256, inputs=decoded.inputs, outputs=decoded.outputs),
-            )
+            infer_request = pb.InferRequest(model_key=model.sha256, inputs=decoded.inputs, outputs=decoded.outputs)
+            load = lambda: self._load_bytes(model)  # noqa: E731 - called only when the worker lacks the model
+            rows = _stack_rows(decoded.inputs, model) if self._batcher is not None else 0
+            if self._batcher is not None and rows:
+                result, shared = await self._batcher.infer(
+                    caller.principal.tenant, model.sha256, load, infer_request, rows
+                )
+                if shared > 1:
+                    record.detail["dynamic_batch"] = shared  # calls of this tenant in the same run
+            else:
+                result = await self._pool.infer(caller.principal.tenant, model.sha256, load, infer_request)
             check_worker_outputs(result, decoded.outputs, model.outputs, max_tensor_elements=limits.max_tensor_elements)
             success = True
         finally:

@@ -93,6 +93,11 @@ class WorkerSettings:
     start_timeout_seconds: float = 30.0
     # Seconds one prediction may take in a worker before the worker is stopped.
     call_timeout_seconds: float = 60.0
+    # Merge a tenant's concurrent calls on one model into one run (supervisor/workers/
+    # batching.py). Off by default: only right for models whose rows are independent.
+    dynamic_batching: bool = False
+    # Rows in one merged run at most.
+    max_batch_rows: int = 64
 
 
 @dataclass(frozen=True)

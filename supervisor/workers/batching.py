@@ -1,0 +1,205 @@
+"""Dynamic batching per (tenant, model): calls that wait together run as one.
+
+Adaptive, with no timer: a call goes to the worker at once while fewer than
+``max_in_flight`` runs of its (tenant, model) are there, so an idle server adds no delay.
+Otherwise it waits, and when a run returns, every call that waited leaves in one
+request, up to ``max_rows`` rows. The wait is bounded by the run ahead of it.
+
+Only calls that can be stacked are merged: the model's inputs and outputs all have a
+dynamic first dimension, and the calls agree on input names, datatypes, the other
+dimensions and the requested outputs. Rows are concatenated along the first dimension
+(raw row-major bytes, so no copy through numpy) and the outputs are cut back by rows. A
+tenant's calls only ever share a run with that tenant's own calls, on its own worker.
+
+A model whose rows are not independent (one that normalises over the batch, say) would
+answer differently when batched: batching is off unless ``workers.dynamic_batching`` is
+set. A merged run the model refuses as bad input is retried call by call, so one bad call
+fails alone; an output that cannot be cut by rows turns batching off for that model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from protos import worker_pb2 as pb
+from supervisor.errors import InvalidInputError
+from supervisor.workers.pool import QUEUE_SECONDS
+
+log = structlog.get_logger(__name__)
+
+__all__ = ["Batcher", "stackable"]
+
+Infer = Callable[[str, str, Callable[[], bytes], pb.InferRequest], Any]
+
+
+def stackable(input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]]) -> bool:
+    """True when every declared input and output has a dynamic first dimension."""
+    return bool(input_shapes) and all(len(s) >= 1 and s[0] == -1 for s in (*input_shapes, *output_shapes))
+
+
+@dataclass(eq=False)
+class _Call:
+    request: pb.InferRequest
+    rows: int
+    future: asyncio.Future[pb.InferResult]
+    queued_at: float
+    queue_seconds: float = -1.0
+    shared_with: int = 1  # calls in the run that answered this one
+
+
+@dataclass(eq=False)
+class _Group:
+    in_flight: int = 0
+    waiting: list[_Call] = field(default_factory=list)
+
+
+class Batcher:
+    def __init__(self, infer: Infer, *, max_rows: int, max_in_flight: int = 2) -> None:
+        self._infer = infer
+        self._max_rows = max_rows
+        self._max_in_flight = max_in_flight
+        self._groups: dict[tuple[Any, ...], _Group] = {}
+        self._unstackable: set[tuple[str, str]] = set()  # (tenant, model) whose outputs did not cut
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.merged_runs = 0  # runs that carried more than one call, for tests and metrics
+
+    async def infer(
+        self, tenant: str, key: str, load: Callable[[], bytes], request: pb.InferRequest, rows: int
+    ) -> tuple[pb.InferResult, int]:
+        """Run ``request`` (``rows`` rows, stackable) alone or with others of its kind.
+
+        Returns the call's result and the number of calls in the run that produced it.
+        """
+        if rows < 1 or rows > self._max_rows or (tenant, key) in self._unstackable:
+            result: pb.InferResult = await self._infer(tenant, key, load, request)
+            return result, 1
+        inputs = tuple((t.name, t.datatype, tuple(t.shape[1:])) for t in request.inputs)
+        gkey = (tenant, key, tuple(request.outputs), inputs)
+        group = self._groups.get(gkey)
+        if group is None:
+            group = self._groups[gkey] = _Group()
+        if group.in_flight < self._max_in_flight and not group.waiting:
+            group.in_flight += 1
+            try:
+                result = await self._infer(tenant, key, load, request)
+                return result, 1
+            finally:
+                group.in_flight -= 1
+                self._next(gkey, group, load)
+        call = _Call(request, rows, asyncio.get_running_loop().create_future(), time.perf_counter())
+        group.waiting.append(call)
+        try:
+            result = await call.future
+        except asyncio.CancelledError:
+            if call in group.waiting:
+                group.waiting.remove(call)
+            raise
+        QUEUE_SECONDS.set(call.queue_seconds)
+        return result, call.shared_with
+
+    def _next(self, gkey: tuple[Any, ...], group: _Group, load: Callable[[], bytes]) -> None:
+        """Send what waits in ``group`` as one run, if a run may start."""
+        if not group.waiting or group.in_flight >= self._max_in_flight:
+            if not group.waiting and group.in_flight == 0:
+                self._groups.pop(gkey, None)
+            return
+        taken: list[_Call] = []
+        rows = 0
+        while group.waiting and rows + group.waiting[0].rows <= self._max_rows:
+            call = group.waiting.pop(0)
+            taken.append(call)
+            rows += call.rows
+        group.in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._run(gkey, group, load, taken, rows))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(
+        self, gkey: tuple[Any, ...], group: _Group, load: Callable[[], bytes], calls: list[_Call], rows: int
+    ) -> None:
+        tenant, key = gkey[0], gkey[1]
+        try:
+            if len(calls) == 1:
+                await self._settle(calls[0], tenant, key, load)
+                return
+            sent = time.perf_counter()
+            try:
+                merged = await self._infer(tenant, key, load, _merge([c.request for c in calls], rows))
+            except InvalidInputError:
+                # The model refused the merged input: find the call it refuses, alone.
+                await asyncio.gather(*(self._settle(c, tenant, key, load) for c in calls))
+                return
+            except BaseException as exc:
+                for c in calls:
+                    if not c.future.done():
+                        c.future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            parts = _split(merged, [c.rows for c in calls], rows)
+            if parts is None:
+                log.warning("model outputs cannot be cut by rows; not batching it", tenant=tenant, model_sha256=key)
+                self._unstackable.add((tenant, key))
+                await asyncio.gather(*(self._settle(c, tenant, key, load) for c in calls))
+                return
+            self.merged_runs += 1
+            waited = QUEUE_SECONDS.get()
+            for c, part in zip(calls, parts, strict=True):
+                c.queue_seconds = sent - c.queued_at + max(waited, 0.0)
+                c.shared_with = len(calls)
+                if not c.future.done():
+                    c.future.set_result(part)
+        finally:
+            group.in_flight -= 1
+            self._next(gkey, group, load)
+
+    async def _settle(self, call: _Call, tenant: str, key: str, load: Callable[[], bytes]) -> None:
+        """Run one waiting call on its own; its outcome goes to its caller."""
+        started = time.perf_counter()
+        try:
+            result = await self._infer(tenant, key, load, call.request)
+        except Exception as exc:  # noqa: BLE001 - the caller maps it, as if it had run the call itself
+            if not call.future.done():
+                call.future.set_exception(exc)
+            return
+        call.queue_seconds = started - call.queued_at + max(QUEUE_SECONDS.get(), 0.0)
+        if not call.future.done():
+            call.future.set_result(result)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _merge(requests: list[pb.InferRequest], rows: int) -> pb.InferRequest:
+    first = requests[0]
+    inputs = []
+    for i, tensor in enumerate(first.inputs):
+        data = b"".join(r.inputs[i].data for r in requests)
+        inputs.append(pb.Tensor(name=tensor.name, datatype=tensor.datatype, shape=[rows, *tensor.shape[1:]], data=data))
+    return pb.InferRequest(model_key=first.model_key, inputs=inputs, outputs=first.outputs)
+
+
+def _split(result: pb.InferResult, counts: list[int], rows: int) -> list[pb.InferResult] | None:
+    """``result`` cut into one result per call, or None when an output is not ``rows`` long."""
+    parts: list[list[pb.Tensor]] = [[] for _ in counts]
+    for tensor in result.outputs:
+        data = tensor.data
+        if not tensor.shape or tensor.shape[0] != rows or len(data) % rows:
+            return None
+        row_bytes = len(data) // rows
+        trailing = list(tensor.shape[1:])
+        offset = 0
+        for part, count in zip(parts, counts, strict=True):
+            end = offset + count * row_bytes
+            piece = data[offset:end]
+            part.append(pb.Tensor(name=tensor.name, datatype=tensor.datatype, shape=[count, *trailing], data=piece))
+            offset = end
+    return [pb.InferResult(outputs=p) for p in parts]

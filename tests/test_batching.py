@@ -1,0 +1,223 @@
+"""Dynamic batching: merged runs answer each call with its own rows, and failures stay apart.
+
+The unit tests drive :class:`Batcher` through the same callable the server gives it
+(``WorkerPool.infer``), replaced by a row-wise function so that each test decides when a
+run finishes and what it returns. The last test runs the real server and worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+
+from protos import worker_pb2 as pb
+from protos.inference import grpc_predict_v2_pb2 as oip
+from protos.inference import grpc_predict_v2_pb2_grpc as oip_grpc
+from supervisor.errors import InvalidInputError, WorkerCrashedError
+from supervisor.modelgraph.build import build_mlp
+from supervisor.workers.batching import Batcher, stackable
+from tests.conftest import make_home, start_server, stop_server
+
+WIDTH = 4
+
+
+def _request(rows: np.ndarray) -> pb.InferRequest:
+    tensor = pb.Tensor(name="x", datatype="FP32", shape=list(rows.shape), data=rows.astype(np.float32).tobytes())
+    return pb.InferRequest(model_key="m", inputs=[tensor], outputs=["y"])
+
+
+def _rows(result: pb.InferResult) -> np.ndarray:
+    out = result.outputs[0]
+    return np.frombuffer(out.data, dtype=np.float32).reshape(tuple(out.shape))
+
+
+class FakeWorker:
+    """Doubles every row; a run waits on ``gate`` so calls pile up behind it."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, int]] = []  # (tenant, rows) per run
+        self.gate = asyncio.Event()
+        self.refuse_rows_with: float | None = None  # a value the "model" rejects
+        self.cut_outputs = True
+        self.fail: BaseException | None = None
+
+    async def infer(self, tenant: str, key: str, load: Callable[[], bytes], request: pb.InferRequest) -> pb.InferResult:
+        x = np.frombuffer(request.inputs[0].data, dtype=np.float32).reshape(tuple(request.inputs[0].shape))
+        self.runs.append((tenant, x.shape[0]))
+        await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        if self.refuse_rows_with is not None and (x == self.refuse_rows_with).any():
+            raise InvalidInputError("the model rejected the input at run time")
+        y = x * 2 if self.cut_outputs else (x * 2).sum(axis=0, keepdims=True)
+        return pb.InferResult(outputs=[pb.Tensor(name="y", datatype="FP32", shape=list(y.shape), data=y.tobytes())])
+
+
+async def _calls(
+    batcher: Batcher, worker: FakeWorker, inputs: list[np.ndarray], tenants: list[str] | None = None
+) -> list[tuple[pb.InferResult, int] | BaseException]:
+    tenants = tenants or ["acme"] * len(inputs)
+    tasks = [
+        asyncio.create_task(batcher.infer(t, "m", lambda: b"", _request(x), x.shape[0]))
+        for t, x in zip(tenants, inputs, strict=True)
+    ]
+    for _ in range(5):
+        await asyncio.sleep(0)  # every call reaches the batcher while the first runs wait
+    worker.gate.set()
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _inputs(n: int, rows: int = 1) -> list[np.ndarray]:
+    return [np.full((rows, WIDTH), float(i + 1), dtype=np.float32) for i in range(n)]
+
+
+def test_waiting_calls_merge_into_one_run_and_each_gets_its_own_rows() -> None:
+    async def main() -> None:
+        worker = FakeWorker()
+        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=2)
+        inputs = _inputs(10)
+        inputs[3] = np.full((3, WIDTH), 4.0, dtype=np.float32)  # a call of three rows among single rows
+        answers = await _calls(batcher, worker, inputs)
+        for x, answer in zip(inputs, answers, strict=True):
+            assert not isinstance(answer, BaseException)
+            np.testing.assert_array_equal(_rows(answer[0]), x * 2)
+        assert [rows for _, rows in worker.runs] == [1, 1, 10]  # two alone, the eight that waited together
+        assert sorted(shared for _, shared in answers) == [1, 1] + [8] * 8  # type: ignore[index]
+        assert batcher.merged_runs == 1
+
+    asyncio.run(main())
+
+
+def test_one_call_the_model_refuses_fails_alone_not_its_batch() -> None:
+    async def main() -> None:
+        worker = FakeWorker()
+        worker.refuse_rows_with = 6.0
+        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1)
+        answers = await _calls(batcher, worker, _inputs(8))
+        failed = [i for i, a in enumerate(answers) if isinstance(a, BaseException)]
+        assert failed == [5]  # the call whose rows hold 6.0
+        assert isinstance(answers[5], InvalidInputError)
+
+    asyncio.run(main())
+
+
+def test_a_worker_crash_fails_every_call_in_the_run() -> None:
+    async def main() -> None:
+        worker = FakeWorker()
+        worker.fail = WorkerCrashedError("worker 1 died with the call in flight")
+        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1)
+        answers = await _calls(batcher, worker, _inputs(5))
+        assert all(isinstance(a, WorkerCrashedError) for a in answers)
+
+    asyncio.run(main())
+
+
+def test_outputs_that_cannot_be_cut_by_rows_turn_batching_off_for_that_model() -> None:
+    async def main() -> None:
+        worker = FakeWorker()
+        worker.cut_outputs = False  # one output row for the whole run: rows are not independent
+        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1)
+        inputs = _inputs(4)
+        answers = await _calls(batcher, worker, inputs)
+        for x, answer in zip(inputs, answers, strict=True):
+            assert not isinstance(answer, BaseException)
+            np.testing.assert_array_equal(_rows(answer[0]), x * 2)  # each re-run alone
+        runs = len(worker.runs)
+        await _calls(batcher, worker, _inputs(4))
+        assert [rows for _, rows in worker.runs[runs:]] == [1, 1, 1, 1]  # never merged again
+        assert batcher.merged_runs == 0
+
+    asyncio.run(main())
+
+
+def test_calls_of_different_tenants_never_share_a_run() -> None:
+    async def main() -> None:
+        worker = FakeWorker()
+        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1)
+        tenants = ["acme", "globex"] * 5
+        answers = await _calls(batcher, worker, _inputs(10), tenants)
+        assert not any(isinstance(a, BaseException) for a in answers)
+        by_tenant: dict[str, int] = {}
+        for tenant, rows in worker.runs:
+            by_tenant[tenant] = by_tenant.get(tenant, 0) + rows
+        assert by_tenant == {"acme": 5, "globex": 5}
+        assert all(rows <= 4 for _, rows in worker.runs[2:])  # each merged run is one tenant's four waiters
+
+    asyncio.run(main())
+
+
+def test_max_rows_bounds_a_merged_run() -> None:
+    async def main() -> None:
+        worker = FakeWorker()
+        batcher = Batcher(worker.infer, max_rows=4, max_in_flight=1)
+        answers = await _calls(batcher, worker, _inputs(12))
+        assert not any(isinstance(a, BaseException) for a in answers)
+        assert max(rows for _, rows in worker.runs) <= 4
+        assert sum(rows for _, rows in worker.runs) == 12
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_waiting_call_leaves_the_queue() -> None:
+    async def main() -> None:
+        worker = FakeWorker()
+        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1)
+        first = asyncio.create_task(batcher.infer("acme", "m", lambda: b"", _request(_inputs(1)[0]), 1))
+        await asyncio.sleep(0)
+        waiting = [asyncio.create_task(batcher.infer("acme", "m", lambda: b"", _request(x), 1)) for x in _inputs(3)]
+        await asyncio.sleep(0)
+        waiting[1].cancel()
+        await asyncio.sleep(0)
+        worker.gate.set()
+        await first
+        await asyncio.gather(waiting[0], waiting[2])
+        assert [rows for _, rows in worker.runs] == [1, 2]  # the cancelled call never ran
+
+    asyncio.run(main())
+
+
+def test_only_models_with_a_dynamic_first_dimension_everywhere_are_stackable() -> None:
+    assert stackable([(-1, 64)], [(-1, 10)])
+    assert not stackable([(1, 64)], [(-1, 10)])
+    assert not stackable([(-1, 64)], [(10,)])
+    assert not stackable([], [(-1,)])
+
+
+def test_batched_predictions_through_the_real_server_match_the_model(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "home")
+    srv = start_server(home, {"IRE_WORKERS__DYNAMIC_BATCHING": "true"})
+    session = ort.InferenceSession(build_mlp(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(7)
+    inputs = [rng.standard_normal((1 + i % 3, 64)).astype(np.float32) for i in range(96)]
+
+    async def call_all() -> list[np.ndarray]:
+        async with grpc.aio.insecure_channel(srv.address) as channel:
+            stub = oip_grpc.GRPCInferenceServiceStub(channel)
+
+            async def one(x: np.ndarray) -> np.ndarray:
+                request = oip.ModelInferRequest(model_name="mlp", raw_input_contents=[x.tobytes()])
+                request.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
+                reply = await stub.ModelInfer(request, metadata=srv.metadata(), timeout=60)
+                return np.frombuffer(reply.raw_output_contents[0], dtype=np.float32).reshape(
+                    tuple(reply.outputs[0].shape)
+                )
+
+            await one(inputs[0])  # the worker starts and loads the model
+            return await asyncio.gather(*(one(x) for x in inputs))
+
+    try:
+        outputs = asyncio.run(call_all())
+    finally:
+        stop_server(srv)
+    for x, y in zip(inputs, outputs, strict=True):
+        np.testing.assert_allclose(y, session.run(None, {"input": x})[0], rtol=1e-5, atol=1e-5)
+    predicted = [r for r in srv.audit() if r.get("action") == "predict" and r.get("outcome") == "allowed"]
+    assert len(predicted) == len(inputs) + 1
+    shared = [r["detail"].get("dynamic_batch", 1) for r in predicted]  # type: ignore[union-attr]
+    assert max(shared) > 1, json.dumps(predicted[:3])  # 96 calls at once: some waited and ran together
