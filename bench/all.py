@@ -3,8 +3,10 @@
 Scenarios, all with every IRE security layer on (JWT auth, Rego policy, quotas, sandboxed
 workers, durable audit):
 
-- the 64→256→256→10 MLP at batch 1, concurrency 1, 16 and 64: IRE, MLServer, floor;
-- the large MLP (4.2 M parameters) at batch 32: IRE, MLServer, floor;
+- the 64→256→256→10 MLP at batch 1, concurrency 1, 16 and 64: IRE as shipped, IRE with
+  dynamic batching on (``workers.dynamic_batching``; the MLP's rows are independent),
+  MLServer, floor;
+- the large MLP (4.2 M parameters) at batch 32: the same four;
 - many tenants round-robin under a cap on live workers (IRE alone: the peers have no tenants);
 - worker cold start and idle worker memory (``bench.sandbox``);
 - audit and policy micro-benchmarks (``bench.audit``, ``bench.policy``).
@@ -46,7 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 START_TIMEOUT_SECONDS = 120.0
 EXIT_FAILED, EXIT_CALL_ERRORS = 1, 3
-IRE, MLSERVER, FLOOR = "ire", "mlserver", "floor"
+IRE, IRE_BATCHED, MLSERVER, FLOOR = "ire", "ire-batch", "mlserver", "floor"
 # The many-tenants scenario: more tenants than the cap, so workers are stopped and started.
 MAX_WORKERS = 16
 LARGE_BATCH = 32
@@ -66,7 +68,11 @@ class Scenario:
 
 
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
-    peers = (IRE, MLSERVER, FLOOR) if not args.no_mlserver else (IRE, FLOOR)
+    peers = tuple(
+        s
+        for s in (IRE, IRE_BATCHED, MLSERVER, FLOOR)
+        if not (s == MLSERVER and args.no_mlserver) and not (s == IRE_BATCHED and args.no_batching)
+    )
     found = [Scenario(f"mlp c{c}", MODEL, c, peers) for c in args.concurrency]
     found.append(Scenario(f"large b{LARGE_BATCH}", LARGE_MODEL, LARGE_CONCURRENCY, peers, LARGE_BATCH, LARGE_HIDDEN))
     if args.tenants:
@@ -77,8 +83,11 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
 class Servers:
     """IRE, the two floors (one model each) and MLServer, started once for the whole run."""
 
-    def __init__(self, workdir: Path, bench_home: BenchHome, args: argparse.Namespace) -> None:
+    def __init__(
+        self, workdir: Path, bench_home: BenchHome, args: argparse.Namespace, batched_home: BenchHome | None = None
+    ) -> None:
         self.workdir, self.bench_home, self.args = workdir, bench_home, args
+        self.batched_home = batched_home
         self.base_env = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "IRE_HOME")}
         self.started: dict[str, ServerProcess] = {}
         self.tokens_file = workdir / "tenant-tokens"
@@ -91,9 +100,14 @@ class Servers:
         home = self.bench_home
         assert home.large_model_path is not None
         ire_env = dict(self.base_env, IRE_HOME=str(home.home.root), IRE_WORKERS__MAX_WORKERS=str(MAX_WORKERS))
-        module = "bench._uvloop_serve" if self.args.ire_uvloop else "supervisor"
-        self._start(IRE, [sys.executable, "-m", module, "serve", "--listen", "127.0.0.1:0"], ire_env,
-                    r"IRE serving on (\S+)")  # fmt: skip
+        serve = [sys.executable, "-m", "supervisor", "serve", "--listen", "127.0.0.1:0"]
+        self._start(IRE, serve, ire_env, r"IRE serving on (\S+)")
+        if self.batched_home is not None:
+            # Its own home: the same models and settings, and dynamic batching on.
+            batched_env = dict(
+                self.base_env, IRE_HOME=str(self.batched_home.home.root), IRE_WORKERS__DYNAMIC_BATCHING="true"
+            )
+            self._start(IRE_BATCHED, serve, batched_env, r"IRE serving on (\S+)")
         for key, path, model in ((MODEL, home.model_path, MODEL), (LARGE_MODEL, home.large_model_path, LARGE_MODEL)):
             self._start(f"{FLOOR}-{key}",
                         [sys.executable, "-m", "bench.floor_server", "--model", str(path), "--name", model,
@@ -116,6 +130,8 @@ class Servers:
         if server == IRE:
             extra = ["--tokens-file", str(self.tokens_file)] if scenario.tenants else []
             return self.started[IRE], dict(self.base_env, **{TOKEN_ENV: self.bench_home.token}), extra
+        if server == IRE_BATCHED and self.batched_home is not None:
+            return self.started[IRE_BATCHED], dict(self.base_env, **{TOKEN_ENV: self.batched_home.token}), []
         return self.started[f"{server}-{scenario.model}"], self.base_env, []
 
 
@@ -190,10 +206,9 @@ def micro(args: argparse.Namespace) -> dict[str, Any]:
     return {"sandbox": sandbox, "audit": audit, "policy": policy}
 
 
-def render(medians: dict[str, dict[str, Any]], rounds: int, uvloop: bool = False) -> str:
+def render(medians: dict[str, dict[str, Any]], rounds: int) -> str:
     lines = [
-        f"Median of {rounds} round(s); every IRE security layer on."
-        + (" EXPERIMENT: ire serve on uvloop." if uvloop else ""),
+        f"Median of {rounds} round(s); every IRE security layer on; {IRE_BATCHED}: dynamic batching on.",
         "",
         f"{'scenario':<13} {'server':<9} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>6}",
     ]
@@ -203,14 +218,13 @@ def render(medians: dict[str, dict[str, Any]], rounds: int, uvloop: bool = False
                 f"{scenario:<13} {server:<9} {m['throughput_rps']:>9.1f} {m['p50']:>8.3f} "
                 f"{m['p90']:>8.3f} {m['p99']:>8.3f} {int(m['errors']):>6}"
             )
-    lines += ["", f"{'scenario':<13} {'ratio':<16} {'req/s':>7} {'p50':>7} {'p99':>7}"]
+    lines += ["", f"{'scenario':<13} {'ratio':<20} {'req/s':>7} {'p50':>7} {'p99':>7}"]
     for scenario, by_server in medians.items():
-        for peer in (MLSERVER, FLOOR):
-            if IRE in by_server and peer in by_server:
-                r = _report.ratios(by_server[IRE], by_server[peer])
-                lines.append(
-                    f"{scenario:<13} {'IRE/' + peer:<16} {r['throughput_rps']:>7.3f} {r['p50']:>7.3f} {r['p99']:>7.3f}"
-                )
+        for ours, peer in [(o, p) for o in (IRE, IRE_BATCHED) for p in (MLSERVER, FLOOR)] + [(IRE_BATCHED, IRE)]:
+            if ours in by_server and peer in by_server:
+                r = _report.ratios(by_server[ours], by_server[peer])
+                name = f"{ours}/{peer}"
+                lines.append(f"{scenario:<13} {name:<20} {r['throughput_rps']:>7.3f} {r['p50']:>7.3f} {r['p99']:>7.3f}")
     return "\n".join(lines)
 
 
@@ -259,11 +273,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tenants", type=int, default=100, help="tenants for the round-robin scenario; 0 skips it")
     p.add_argument("--no-mlserver", action="store_true", help="leave MLServer out (no peer environment needed)")
     p.add_argument("--no-micro", action="store_true", help="skip cold start, audit and policy")
-    p.add_argument(
-        "--ire-uvloop",
-        action="store_true",
-        help="experiment: run `ire serve` on uvloop (needs uvloop installed; not the shipped server)",
-    )
+    p.add_argument("--no-batching", action="store_true", help="leave out IRE with dynamic batching on")
     args = p.parse_args(argv)
     args.duration = args.duration or (2.0 if args.quick else 5.0)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
@@ -287,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS_DIR.mkdir(exist_ok=True)
     try:
         bench_home = make_bench_home(workdir / "bench", 7200, large=True, tenants=args.tenants)
-        servers = Servers(workdir, bench_home, args)
+        batched = None if args.no_batching else make_bench_home(workdir / "bench-batched", 7200, large=True)
+        servers = Servers(workdir, bench_home, args, batched)
         try:
             servers.start()
             print("servers: " + ", ".join(f"{n} {s.address}" for n, s in servers.started.items()), flush=True)
@@ -302,28 +313,33 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     found = targets(medians, extra)
+    found_batched = [] if args.no_batching else targets(medians, extra, ire=IRE_BATCHED)
     document = {
         "benchmark": "all",
         "timestamp": stamp,
         "argv": sys.argv,
         "settings": {
             k: getattr(args, k)
-            for k in ("quick", "duration", "warmup", "rounds", "concurrency", "tenants", "ire_uvloop")
+            for k in ("quick", "duration", "warmup", "rounds", "concurrency", "tenants", "no_batching")
         },
         "environment": describe(REPO),
         "medians": medians,
         "targets": found,
+        "targets_with_batching": found_batched,
         "micro": {k: v.get("data", v) for k, v in extra.items()},
         "elapsed_s": time.monotonic() - started,
     }
     path = RESULTS_DIR / f"all-{stamp}.json"
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
     print()
-    print(render(medians, args.rounds, args.ire_uvloop))
+    print(render(medians, args.rounds))
     for name, result in extra.items():
         print(f"\n--- {name} ---\n{result.get('stdout', result.get('error', '')).strip()}")
     print()
     print(render_targets(found))
+    if found_batched:
+        print(f"\nthe same targets for {IRE_BATCHED} (dynamic batching on):")
+        print(render_targets(found_batched))
     bad = [f"  {s} · {v}: {m['errors']} failed call(s) {m['error_codes']}"
            for s, by in medians.items() for v, m in by.items() if m["errors"]]  # fmt: skip
     if bad:
