@@ -53,6 +53,8 @@ class WorkerConnection:
         # Pipelined frames: requests made in one event-loop turn leave in one write (one
         # syscall, one wake-up of the worker) at the end of that turn.
         self._outbox: list[bytes] = []
+        # The loop the streams belong to, kept: get_running_loop() costs a getpid() syscall.
+        self._loop = asyncio.get_running_loop()
 
     @classmethod
     async def open(cls, pid: int, sock: socket.socket, max_frame_bytes: int, timeout: float) -> WorkerConnection:
@@ -134,7 +136,7 @@ class WorkerConnection:
         if self._closed is not None:
             raise WorkerCrashedError(f"worker {self.pid} is gone")
         message.id = next(self._ids)
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         future: asyncio.Future[pb.FromWorker] = loop.create_future()
         self._pending[message.id] = future
         # One timer instead of wait_for(shield(...)): no extra future, task or callbacks per
