@@ -34,11 +34,13 @@ class AuditRecord:
     peer: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A detached copy: dataclasses.asdict's deepcopy of every leaf costs ~10 µs a call,
-        and the leaves here are immutable (str, numbers, None); dicts and lists are copied."""
+    def to_dict(self, *, detached: bool = True) -> dict[str, Any]:
+        """The record as a dict. Detached: its dicts and lists are copies (the leaves are
+        immutable; dataclasses.asdict's deepcopy of each costs ~10 µs a call). Not detached:
+        ``detail`` is shared, for a caller that encodes it at once (the audit append)."""
         out = {name: getattr(self, name) for name in _FIELDS}
-        out["detail"] = _tree_copy(self.detail)
+        if detached:
+            out["detail"] = _tree_copy(self.detail)
         return out
 
 

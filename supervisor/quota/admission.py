@@ -8,6 +8,7 @@ every time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -50,6 +51,8 @@ class Quotas:
         self._registry = registry
         self._fail_open = settings.unsafe_fail_open
         self._last: dict[str, Usage] = {}
+        # Per tenant: the tier and overrides last read from the registry and their limits.
+        self._limits: dict[str, tuple[str, dict[str, Any], QuotaLimits]] = {}
 
     def usage(self, tenant: str) -> dict[str, float | int]:
         """The policy's view of the tenant's counters (``{}`` before its first call)."""
@@ -57,7 +60,16 @@ class Quotas:
         return last.as_policy_input() if last is not None else {}
 
     def limits(self, tenant: str) -> QuotaLimits:
-        return effective_limits(self._registry.get_tenant(tenant).tier, self._registry.quota_overrides(tenant))
+        tier = self._registry.get_tenant(tenant).tier
+        overrides = self._registry.quota_overrides(tenant)
+        known = self._limits.get(tenant)
+        if known is not None and known[0] == tier and known[1] == overrides:
+            return known[2]  # parsing the overrides and dataclasses.replace cost ~10 µs a call
+        limits = effective_limits(tier, overrides)
+        if len(self._limits) >= MAX_TRACKED_TENANTS and tenant not in self._limits:
+            self._limits.clear()
+        self._limits[tenant] = (tier, overrides, limits)
+        return limits
 
     async def admit(self, tenant: str, request_bytes: int, batch: int) -> Ticket | None:
         """Admit one call or raise QuotaExceededError; ``None`` only in unsafe fail-open mode."""
