@@ -97,12 +97,15 @@ class Vm:
         self._vm = regorus.Rvm()
         self._vm.load_program(loaded)
         self._vm.set_data_json("{}")
+        # Bound once: each is looked up on every decision otherwise.
+        self._set_input = self._vm.set_input_json
+        self._execute = self._vm.execute_entry_point
 
     def eval_rule(self, rule: str, document: Mapping[str, Any]) -> Any:
         return self.eval_json(rule, _ENCODE(document))
 
     def eval_json(self, rule: str, document_json: str) -> Any:
         """Evaluate on an input already encoded as JSON text."""
-        self._vm.set_input_json(document_json)
-        value = orjson.loads(self._vm.execute_entry_point(rule))
+        self._set_input(document_json)
+        value = orjson.loads(self._execute(rule))
         return None if value == _RVM_UNDEFINED else value
