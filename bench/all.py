@@ -5,8 +5,9 @@ workers, durable audit):
 
 - the 64→256→256→10 MLP at batch 1, concurrency 1, 16 and 64: IRE as shipped, IRE with
   dynamic batching on (``workers.dynamic_batching``; the MLP's rows are independent),
-  MLServer, floor;
-- the large MLP (4.2 M parameters) at batch 32: the same four;
+  MLServer, the floor, and the floor with its model in a child process (``floor-proc``:
+  the cost of isolating the model, without IRE's security work);
+- the large MLP (4.2 M parameters) at batch 32: the same five;
 - many tenants round-robin under a cap on live workers (IRE alone: the peers have no tenants);
 - worker cold start and idle worker memory (``bench.sandbox``);
 - audit and policy micro-benchmarks (``bench.audit``, ``bench.policy``).
@@ -48,7 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 START_TIMEOUT_SECONDS = 120.0
 EXIT_FAILED, EXIT_CALL_ERRORS = 1, 3
-IRE, IRE_BATCHED, MLSERVER, FLOOR = "ire", "ire-batch", "mlserver", "floor"
+IRE, IRE_BATCHED, MLSERVER, FLOOR, FLOOR_PROC = "ire", "ire-batch", "mlserver", "floor", "floor-proc"
 # The many-tenants scenario: more tenants than the cap, so workers are stopped and started.
 MAX_WORKERS = 16
 LARGE_BATCH = 32
@@ -70,7 +71,7 @@ class Scenario:
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
     peers = tuple(
         s
-        for s in (IRE, IRE_BATCHED, MLSERVER, FLOOR)
+        for s in (IRE, IRE_BATCHED, MLSERVER, FLOOR, FLOOR_PROC)
         if not (s == MLSERVER and args.no_mlserver) and not (s == IRE_BATCHED and args.no_batching)
     )
     found = [Scenario(f"mlp c{c}", MODEL, c, peers) for c in args.concurrency]
@@ -109,10 +110,11 @@ class Servers:
             )
             self._start(IRE_BATCHED, serve, batched_env, r"IRE serving on (\S+)")
         for key, path, model in ((MODEL, home.model_path, MODEL), (LARGE_MODEL, home.large_model_path, LARGE_MODEL)):
-            self._start(f"{FLOOR}-{key}",
-                        [sys.executable, "-m", "bench.floor_server", "--model", str(path), "--name", model,
-                         "--listen", "127.0.0.1:0", "--lifetime", "7200"],
-                        self.base_env, r"FLOOR serving on (\S+)")  # fmt: skip
+            for name, extra in ((FLOOR, []), (FLOOR_PROC, ["--worker-process"])):
+                self._start(f"{name}-{key}",
+                            [sys.executable, "-m", "bench.floor_server", "--model", str(path), "--name", model,
+                             "--listen", "127.0.0.1:0", "--lifetime", "7200", *extra],
+                            self.base_env, r"FLOOR serving on (\S+)")  # fmt: skip
         if not self.args.no_mlserver:
             python = mlserver_env.python()
             for key, path in ((MODEL, home.model_path), (LARGE_MODEL, home.large_model_path)):
@@ -220,7 +222,8 @@ def render(medians: dict[str, dict[str, Any]], rounds: int) -> str:
             )
     lines += ["", f"{'scenario':<13} {'ratio':<20} {'req/s':>7} {'p50':>7} {'p99':>7}"]
     for scenario, by_server in medians.items():
-        for ours, peer in [(o, p) for o in (IRE, IRE_BATCHED) for p in (MLSERVER, FLOOR)] + [(IRE_BATCHED, IRE)]:
+        pairs = [(o, p) for o in (IRE, IRE_BATCHED) for p in (MLSERVER, FLOOR, FLOOR_PROC)]
+        for ours, peer in [*pairs, (IRE_BATCHED, IRE), (FLOOR_PROC, FLOOR)]:
             if ours in by_server and peer in by_server:
                 r = _report.ratios(by_server[ours], by_server[peer])
                 name = f"{ours}/{peer}"
