@@ -195,8 +195,7 @@ class InferenceService:
             await self._admit_load(caller, model, record)
             infer_request = pb.InferRequest(model_key=model.sha256, inputs=decoded.inputs, outputs=decoded.outputs)
             load = lambda: self._load_bytes(model)  # noqa: E731 - called only when the worker lacks the model
-            rows = _stack_rows(decoded.inputs, model) if self._batcher is not None else 0
-            if self._batcher is not None and rows:
+            if self._batcher is not None and (rows := _stack_rows(decoded.inputs, model)):
                 result, shared = await self._batcher.infer(
                     caller.principal.tenant, model.sha256, load, infer_request, rows
                 )

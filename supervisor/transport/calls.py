@@ -43,13 +43,22 @@ T = TypeVar("T")
 DRAIN_QUIET_SECONDS = 0.5
 Handler = Callable[[Caller, AuditRecord], "T | Awaitable[T]"]
 # Request ids: 32 hex digits, unique (a counter) and unpredictable (keyed BLAKE2b of it
-# under a key drawn once): os.urandom per call would be a getrandom() syscall on the hot path.
-_ID_KEY = os.urandom(32)
+# under a key drawn once per process): os.urandom per call would be a getrandom() syscall
+# on the hot path. A forked child draws its own key, so parent and child never collide.
+_id_key = os.urandom(32)
 _id_counter = itertools.count()
 
 
+def _new_id_key() -> None:
+    global _id_key
+    _id_key = os.urandom(32)
+
+
+os.register_at_fork(after_in_child=_new_id_key)
+
+
 def _request_id() -> str:
-    return hashlib.blake2b(next(_id_counter).to_bytes(8, "little"), key=_ID_KEY, digest_size=16).hexdigest()
+    return hashlib.blake2b(next(_id_counter).to_bytes(8, "little"), key=_id_key, digest_size=16).hexdigest()
 
 
 def _authorization(context: grpc.aio.ServicerContext) -> str | None:
