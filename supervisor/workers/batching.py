@@ -66,7 +66,7 @@ class Batcher:
         self._max_in_flight = max_in_flight
         self._groups: dict[tuple[Any, ...], _Group] = {}
         self._unstackable: set[tuple[str, str]] = set()  # (tenant, model) whose outputs did not cut
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
         self.merged_runs = 0  # runs that carried more than one call, for tests and metrics
 
     async def infer(
@@ -135,12 +135,14 @@ class Batcher:
                 # The model refused the merged input: find the call it refuses, alone.
                 await asyncio.gather(*(self._settle(c, tenant, key, load) for c in calls))
                 return
-            except BaseException as exc:
+            except asyncio.CancelledError:
+                for c in calls:
+                    c.future.cancel()
+                raise
+            except Exception as exc:  # noqa: BLE001 - every caller in the run gets the run's failure
                 for c in calls:
                     if not c.future.done():
                         c.future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
                 return
             parts = _split(merged, [c.rows for c in calls], rows)
             if parts is None:
@@ -171,11 +173,6 @@ class Batcher:
         call.queue_seconds = started - call.queued_at + max(QUEUE_SECONDS.get(), 0.0)
         if not call.future.done():
             call.future.set_result(result)
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _merge(requests: list[pb.InferRequest], rows: int) -> pb.InferRequest:
