@@ -46,26 +46,36 @@ def load_session(path: str) -> ort.InferenceSession:
     return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
 
 
-class FloorServicer(oip_grpc.GRPCInferenceServiceServicer):
-    """ModelInfer for FP32 raw contents in and out; every other RPC is UNIMPLEMENTED."""
+class _Floor(oip_grpc.GRPCInferenceServiceServicer):
+    """What both floors share: ServerLive, and one model name."""
 
-    def __init__(self, session: ort.InferenceSession, model_name: str) -> None:
-        self._session = session
+    def __init__(self, model_name: str) -> None:
         self._model_name = model_name
-        self._output_names = [o.name for o in session.get_outputs()]
 
     async def ServerLive(
         self, request: oip.ServerLiveRequest, context: grpc.aio.ServicerContext
     ) -> oip.ServerLiveResponse:
         return oip.ServerLiveResponse(live=True)
 
-    async def ModelInfer(
-        self, request: oip.ModelInferRequest, context: grpc.aio.ServicerContext
-    ) -> oip.ModelInferResponse:
+    async def _check_model(self, request: oip.ModelInferRequest, context: grpc.aio.ServicerContext) -> None:
         if request.model_name != self._model_name:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, f"got model {request.model_name!r}, expected {self._model_name!r}"
             )
+
+
+class FloorServicer(_Floor):
+    """ModelInfer for FP32 raw contents in and out; every other RPC is UNIMPLEMENTED."""
+
+    def __init__(self, session: ort.InferenceSession, model_name: str) -> None:
+        super().__init__(model_name)
+        self._session = session
+        self._output_names = [o.name for o in session.get_outputs()]
+
+    async def ModelInfer(
+        self, request: oip.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> oip.ModelInferResponse:
+        await self._check_model(request, context)
         feeds = {}
         for tensor, raw in zip(request.inputs, request.raw_input_contents, strict=True):
             if tensor.datatype != "FP32":
@@ -131,25 +141,18 @@ class ModelProcess:
         return await future
 
 
-class ProcessFloorServicer(oip_grpc.GRPCInferenceServiceServicer):
+class ProcessFloorServicer(_Floor):
     """ModelInfer for one FP32 raw input, run in the model process."""
 
     def __init__(self, model: ModelProcess, model_name: str, output_name: str, output_width: int) -> None:
-        self._model, self._model_name = model, model_name
+        super().__init__(model_name)
+        self._model = model
         self._output_name, self._output_width = output_name, output_width
-
-    async def ServerLive(
-        self, request: oip.ServerLiveRequest, context: grpc.aio.ServicerContext
-    ) -> oip.ServerLiveResponse:
-        return oip.ServerLiveResponse(live=True)
 
     async def ModelInfer(
         self, request: oip.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> oip.ModelInferResponse:
-        if request.model_name != self._model_name:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"got model {request.model_name!r}, expected {self._model_name!r}"
-            )
+        await self._check_model(request, context)
         tensor = request.inputs[0]
         if tensor.datatype != "FP32" or len(request.raw_input_contents) != 1:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected one FP32 input in raw_input_contents")
@@ -164,7 +167,7 @@ class ProcessFloorServicer(oip_grpc.GRPCInferenceServiceServicer):
 async def serve(model: str, model_name: str, listen: str, lifetime: float, worker: socket.socket | None = None) -> None:
     server = grpc.aio.server()
     if worker is None:
-        servicer: oip_grpc.GRPCInferenceServiceServicer = FloorServicer(load_session(model), model_name)
+        servicer: _Floor = FloorServicer(load_session(model), model_name)
     else:
         output = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).get_outputs()[0]
         reader, writer = await asyncio.open_unix_connection(sock=worker)
