@@ -87,9 +87,28 @@ def test_waiting_calls_merge_into_one_run_and_each_gets_its_own_rows() -> None:
         for x, answer in zip(inputs, answers, strict=True):
             assert not isinstance(answer, BaseException)
             np.testing.assert_array_equal(_rows(answer[0]), x * 2)
-        assert [rows for _, rows in worker.runs] == [1, 1, 10]  # two alone, the eight that waited together
-        assert sorted(shared for _, shared in answers) == [1, 1] + [8] * 8  # type: ignore[index]
+        assert [rows for _, rows in worker.runs] == [1, 11]  # the first alone, the nine that waited together
+        assert sorted(shared for _, shared in answers) == [1] + [9] * 9  # type: ignore[index]
         assert batcher.merged_runs == 1
+
+    asyncio.run(main())
+
+
+def test_calls_that_fill_a_run_start_beside_the_one_at_the_worker() -> None:
+    # A model that takes long per run must not idle its worker between runs: waiting calls
+    # that fill a whole run go at once, up to two runs at the worker.
+    async def main() -> None:
+        worker = FakeWorker()
+        batcher = Batcher(worker.infer, max_rows=4, max_in_flight=2)
+        first = asyncio.create_task(batcher.infer("acme", "m", lambda: b"", _request(_inputs(1)[0]), 1))
+        await asyncio.sleep(0)
+        rest = [asyncio.create_task(batcher.infer("acme", "m", lambda: b"", _request(x), 1)) for x in _inputs(9)]
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert [rows for _, rows in worker.runs] == [1, 4]  # the second run left full, the first still running
+        worker.gate.set()
+        await asyncio.gather(first, *rest)
+        assert [rows for _, rows in worker.runs] == [1, 4, 4, 1]
 
     asyncio.run(main())
 
