@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from functools import partial
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,56 @@ def test_shipped_set_compiles_for_the_rvm() -> None:
     assert report.passed and compiled.tests == len(report.outcomes) > 10
     assert compiled.program is not None, compiled.vm_note
     assert compiled.queries == frozenset(Query)
+    # The cache key holds what the set reads: one client's calls must not split on the
+    # clock or their source port's address.
+    assert compiled.reads is not None
+    assert not {("time",), ("request",), ("request", "peer"), ("time", "ns")} & set(compiled.reads)
+
+
+def _malformed_variants(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """``document`` with each field, then each nested field, removed or given another type."""
+    out = []
+    for key, value in document.items():
+        out.append({k: v for k, v in document.items() if k != key})
+        out.append({**document, key: "x" if not isinstance(value, str) else 7})
+        if isinstance(value, dict):
+            for inner in value:
+                out.append({**document, key: {k: v for k, v in value.items() if k != inner}})
+                out.append({**document, key: {**value, inner: None}})
+    return out
+
+
+def test_shipped_allow_and_refusals_never_disagree() -> None:
+    # The shipped authz writes its checks twice: as the conditions of an allow (the fast
+    # path) and as refusals (the reasons, worked out on a denial). A call the conditions
+    # allow but a refusal names, or one they deny with no refusal to say why, is a policy
+    # bug; so is any input where the compiled program and the interpreter decide apart.
+    from supervisor.policy._regorus import Interpreter, Vm
+    from supervisor.policy.compiler import _no_decision
+    from supervisor.policy.probes import probe_documents
+
+    compiled, _ = compile_policy(load_policy_set(SHIPPED))
+    assert compiled.program is not None, compiled.vm_note
+    interpreter, vm = Interpreter(compiled.policy_set.modules), Vm(compiled.program)
+    documents = probe_documents(Query.AUTHZ)
+    allowed = [d for d in documents if interpreter.eval_rule("data.ire.authz.allow", d)]
+    for document in allowed[:6]:
+        documents = documents + _malformed_variants(document)
+    denied = failed = 0
+    for document in documents:
+        allow = interpreter.eval_rule("data.ire.authz.allow", document)
+        decision = _no_decision(partial(interpreter.eval_rule, Query.AUTHZ.rule, document))
+        compiled_decision = _no_decision(partial(vm.eval_rule, Query.AUTHZ.rule, document))
+        if decision is None:  # a reason cannot be formatted (a batch that is text): refused
+            assert allow is False and (compiled_decision is None or compiled_decision["allow"] is False), document
+            failed += 1
+            continue
+        assert compiled_decision == decision, document
+        refusals = interpreter.eval_rule("data.ire.authz.refusals", document)
+        assert allow is not (refusals != []), f"{json.dumps(document)} {allow} {refusals}"
+        assert decision["allow"] is allow and (decision["reasons"] == []) is allow, (document, decision)
+        denied += not allow
+    assert len(allowed) >= 20 and denied > 200 and failed < 10
 
 
 # regorus 0.13's RVM puts the text "<undefined>" into this array where the interpreter

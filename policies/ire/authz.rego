@@ -29,33 +29,57 @@ tier_limits := {"free": {"max_batch": 32, "max_request_bytes": 1048576}}
 
 default allow := false
 
-# Allowed when a rule grants the action and no rule forbids it: a policy author denies
-# more by adding a violation, and that violation always takes effect.
+# Allowed when the shipped rules below grant the call and no violation forbids it.
+#
+# The shipped rules are written as the conditions of an allow, which is the fast path
+# every allowed call takes; the reasons for a denial are worked out only when a call is
+# denied (`refusals`). Each refusal states the opposite of one condition here, and
+# authz_test.rego checks each pair.
 allow if {
-	granted
+	input.version in supported_versions
+	input.action in tenant_actions
+	"predict" in input.principal.scopes
+	input.principal.tenant == input.tenant.id
+	input.model.owner == input.tenant.id
+	within_tier_limits
 	count(violations) == 0
 }
 
-granted if {
-	input.action in tenant_actions
-	"predict" in input.principal.scopes
-}
-
-granted if {
+allow if {
+	input.version in supported_versions
 	input.action in admin_actions
 	"admin" in input.principal.scopes
+	input.principal.tenant == input.tenant.id
+	count(violations) == 0
+}
+
+# The tier's bounds hold for every tenant call (metadata calls have batch 0 and are small).
+within_tier_limits if not tier_limits[input.tenant.tier]
+
+within_tier_limits if {
+	limits := tier_limits[input.tenant.tier]
+	input.request.batch <= object.get(limits, "max_batch", input.request.batch)
+	input.request.bytes <= object.get(limits, "max_request_bytes", input.request.bytes)
+}
+
+# To deny more, add a rule here: `violations contains msg if { ... }`. It always takes
+# effect, because allow needs an empty `violations`, and msg becomes a reason. The
+# shipped set adds none: this one never holds, and names the set.
+violations contains msg if {
+	false
+	msg := ""
 }
 
 # The decision document the supervisor reads.
 decision := {"allow": true, "reasons": []} if allow
 else := {"allow": false, "reasons": reasons}
 
-reasons := sort(violations) if count(violations) > 0
+reasons := sort(refusals | violations) if count(refusals | violations) > 0
 else := [sprintf("no rule grants %q", [object.get(input, "action", "")])]
 
-# Why a call is denied: to deny more, add a rule here. Fields are read with object.get
-# where they may be missing, so a malformed input still gets its reasons.
-violations contains msg if {
+# Why the shipped rules deny a call. Fields are read with object.get where they may be
+# missing, so a malformed input still gets its reasons.
+refusals contains msg if {
 	not input.version in supported_versions
 	msg := sprintf(
 		"input version %v is not supported by this policy (expected one of %v)",
@@ -63,19 +87,19 @@ violations contains msg if {
 	)
 }
 
-violations contains msg if {
+refusals contains msg if {
 	not input.action in tenant_actions
 	not input.action in admin_actions
-	msg := sprintf("unknown action %q", [object.get(input, "action", "")])
+	msg := sprintf("unknown action %s", [json.marshal(object.get(input, "action", ""))])
 }
 
-violations contains msg if {
+refusals contains msg if {
 	input.action in tenant_actions
 	not "predict" in input.principal.scopes
 	msg := sprintf("action %q needs scope 'predict'; the token has %v", [input.action, scopes])
 }
 
-violations contains msg if {
+refusals contains msg if {
 	input.action in admin_actions
 	not "admin" in input.principal.scopes
 	msg := sprintf("action %q needs scope 'admin'; the token has %v", [input.action, scopes])
@@ -84,25 +108,39 @@ violations contains msg if {
 scopes := object.get(input, ["principal", "scopes"], [])
 
 # Defence in depth: lookups already stay inside the token's tenant.
-violations contains "the token's tenant does not match the calling tenant" if {
-	object.get(input, ["principal", "tenant"], "") != object.get(input, ["tenant", "id"], "")
+refusals contains "the token's tenant does not match the calling tenant" if {
+	not input.principal.tenant == input.tenant.id
 }
 
-violations contains "the model is outside the calling tenant's namespace" if {
+refusals contains "the model is outside the calling tenant's namespace" if {
 	input.action in tenant_actions
-	object.get(input, ["model", "owner"], "") != object.get(input, ["tenant", "id"], "")
+	not input.model.owner == input.tenant.id
 }
 
-violations contains msg if {
-	input.action == "predict"
+refusals contains msg if {
+	input.action in tenant_actions
 	limit := tier_limits[input.tenant.tier].max_batch
 	input.request.batch > limit
-	msg := sprintf("tier %q allows a batch of at most %d, got %d", [input.tenant.tier, limit, input.request.batch])
+	msg := sprintf("tier %q allows a batch of at most %d, got %v", [input.tenant.tier, limit, input.request.batch])
 }
 
-violations contains msg if {
-	input.action == "predict"
+refusals contains msg if {
+	input.action in tenant_actions
 	limit := tier_limits[input.tenant.tier].max_request_bytes
 	input.request.bytes > limit
-	msg := sprintf("tier %q allows requests of at most %d bytes, got %d", [input.tenant.tier, limit, input.request.bytes])
+	msg := sprintf("tier %q allows requests of at most %d bytes, got %v", [input.tenant.tier, limit, input.request.bytes])
+}
+
+refusals contains msg if {
+	input.action in tenant_actions
+	tier_limits[input.tenant.tier]
+	not input.request.batch
+	msg := sprintf("tier %q is bounded, and the request's batch is missing", [input.tenant.tier])
+}
+
+refusals contains msg if {
+	input.action in tenant_actions
+	tier_limits[input.tenant.tier]
+	not input.request.bytes
+	msg := sprintf("tier %q is bounded, and the request's bytes is missing", [input.tenant.tier])
 }

@@ -107,5 +107,47 @@ test_denial_without_violation_still_gives_a_reason if {
 test_empty_input_denied_with_reasons if {
 	d := data.ire.authz.decision with input as {}
 	not d.allow
-	d.reasons == ["input version null is not supported by this policy (expected one of {1})", `unknown action ""`]
+	d.reasons == [
+		"input version null is not supported by this policy (expected one of {1})",
+		"the token's tenant does not match the calling tenant",
+		`unknown action ""`,
+	]
+}
+
+test_added_violation_always_denies if {
+	# The extension point: a rule an admin adds to violations denies even a call the
+	# shipped rules allow, and names its reason.
+	d := data.ire.authz.decision with input as tenant_call("predict")
+		with data.ire.authz.violations as {"predictions are paused"}
+	d == {"allow": false, "reasons": ["predictions are paused"]}
+}
+
+test_added_violation_joins_the_shipped_reasons if {
+	d := data.ire.authz.decision with input as object.union(tenant_call("predict"), {"model": {"owner": "globex"}})
+		with data.ire.authz.violations as {"predictions are paused"}
+	d.reasons == ["predictions are paused", "the model is outside the calling tenant's namespace"]
+}
+
+test_missing_tenant_facts_denied if {
+	# Compared fields that are absent never match: a malformed input is refused with a reason.
+	call := json.remove(tenant_call("predict"), ["principal/tenant", "model/owner"])
+	d := data.ire.authz.decision with input as call
+	not d.allow
+	d.reasons == ["the model is outside the calling tenant's namespace", "the token's tenant does not match the calling tenant"]
+}
+
+test_free_tier_bounds_hold_for_metadata_calls if {
+	free := object.union(tenant_call("model_metadata"), {"tenant": {"tier": "free"}})
+	data.ire.authz.allow with input as free
+	d := data.ire.authz.decision with input as object.union(free, {"request": {"bytes": 1048577}})
+	d.reasons == [`tier "free" allows requests of at most 1048576 bytes, got 1048577`]
+}
+
+test_free_tier_call_without_request_facts_denied if {
+	free := object.union(tenant_call("predict"), {"tenant": {"tier": "free"}})
+	d := data.ire.authz.decision with input as json.remove(free, ["request"])
+	d == {"allow": false, "reasons": [
+		`tier "free" is bounded, and the request's batch is missing`,
+		`tier "free" is bounded, and the request's bytes is missing`,
+	]}
 }
