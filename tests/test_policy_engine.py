@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from functools import partial
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,14 @@ from supervisor.audit import AuditRecord
 from supervisor.auth import Principal
 from supervisor.errors import PolicyDeniedError, PolicyUnavailableError
 from supervisor.policy import Authorizer, Evaluation, PolicyEngineError, PolicySetError, Query, RequestFacts
+from supervisor.policy._regorus import Interpreter, Vm
 from supervisor.policy.cache import DecisionCache, encode, project, projector
-from supervisor.policy.compiler import compile_policy
+from supervisor.policy.compiler import _no_decision, compile_policy
 from supervisor.policy.decision import MalformedDecisionError, parse_decision
 from supervisor.policy.document import INPUT_VERSION, build_input, peer_address
 from supervisor.policy.embedded import EmbeddedEngine
 from supervisor.policy.policyset import PolicySet, load_policy_set
-from supervisor.policy.probes import _model
+from supervisor.policy.probes import _model, probe_documents
 from supervisor.policy.validate import validate_in_child
 from supervisor.registry import Tenant
 
@@ -200,10 +201,6 @@ def test_shipped_allow_and_refusals_never_disagree() -> None:
     # path) and as refusals (the reasons, worked out on a denial). A call the conditions
     # allow but a refusal names, or one they deny with no refusal to say why, is a policy
     # bug; so is any input where the compiled program and the interpreter decide apart.
-    from supervisor.policy._regorus import Interpreter, Vm
-    from supervisor.policy.compiler import _no_decision
-    from supervisor.policy.probes import probe_documents
-
     compiled, _ = compile_policy(load_policy_set(SHIPPED))
     assert compiled.program is not None, compiled.vm_note
     interpreter, vm = Interpreter(compiled.policy_set.modules), Vm(compiled.program)
@@ -493,6 +490,19 @@ async def test_child_validation_of_a_never_ending_test_is_killed(tmp_path: Path)
     with pytest.raises(PolicySetError, match=r"took over 2\.0 s"):
         await validate_in_child(directory, skip_revision="", use_vm=False, deadline_seconds=0.5, timeout_seconds=2.0)
     assert time.monotonic() - started < 5
+
+
+async def test_child_validator_crash_refuses_the_set_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # regorus cannot be made to crash on demand, so the child is a stand-in that reports an
+    # engine panic on stderr and aborts, as a native crash in the real validator would.
+    crasher = tmp_path / "crasher"
+    crasher.write_text("#!/bin/sh\necho 'thread main panicked at regorus: index out of bounds' >&2\nkill -ABRT $$\n")
+    crasher.chmod(0o755)
+    monkeypatch.setattr("sys.executable", str(crasher))
+    with pytest.raises(PolicySetError, match=r"exited -6 without an answer: thread main panicked at regorus"):
+        await validate_in_child(SHIPPED, skip_revision="", use_vm=True, deadline_seconds=0.5, timeout_seconds=10)
 
 
 async def test_admission_refuses_a_custom_operator_domain() -> None:

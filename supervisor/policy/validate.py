@@ -14,10 +14,13 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import faulthandler
 import json
 import sys
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from supervisor.logs import configure
 from supervisor.policy.compiler import CompiledPolicy, compile_policy
@@ -25,10 +28,14 @@ from supervisor.policy.engine import Query
 from supervisor.policy.errors import PolicySetError
 from supervisor.policy.policyset import MAX_TOTAL_BYTES, PolicySet, load_policy_set
 
+log = structlog.get_logger(__name__)
+
 __all__ = ["compiled_from_json", "compiled_to_json", "validate_in_child"]
 
 # The child's answer holds the set's text and its compiled program: bound what is read.
 _MAX_ANSWER_BYTES = 4 * MAX_TOTAL_BYTES
+# What is kept of the child's stderr (its log, or a crash report) to say why it failed.
+_STDERR_TAIL_BYTES = 16384
 
 
 def compiled_to_json(compiled: CompiledPolicy) -> dict[str, Any]:
@@ -66,12 +73,13 @@ async def validate_in_child(
     argv = [sys.executable, "-m", "supervisor.policy.validate", str(directory), "--skip", skip_revision]
     argv += ["--deadline", str(deadline_seconds)] + ([] if use_vm else ["--no-vm"])
     child = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
-    assert child.stdout is not None
+    assert child.stdout is not None and child.stderr is not None
+    errors = bytearray()
     try:
         async with asyncio.timeout(timeout_seconds):
-            answer = await child.stdout.read(_MAX_ANSWER_BYTES + 1)
+            answer, _ = await asyncio.gather(child.stdout.read(_MAX_ANSWER_BYTES + 1), _tail(child.stderr, errors))
             await child.wait()
     except TimeoutError as exc:
         raise PolicySetError(f"the set took over {timeout_seconds} s to compile and test") from exc
@@ -85,10 +93,21 @@ async def validate_in_child(
     try:
         doc = json.loads(answer)
     except ValueError as exc:
-        raise PolicySetError(f"the validator exited {child.returncode} without an answer") from exc
+        lines = errors.decode(errors="replace").strip().splitlines()
+        said = f": {lines[-1][:500]}" if lines else ""
+        if lines:
+            log.error("policy validator failed", returncode=child.returncode, stderr="\n".join(lines[-40:]))
+        raise PolicySetError(f"the validator exited {child.returncode} without an answer{said}") from exc
     if doc.get("error"):
         raise PolicySetError(str(doc["error"]))
     return None if doc.get("unchanged") else compiled_from_json(doc["compiled"])
+
+
+async def _tail(stream: asyncio.StreamReader, keep: bytearray) -> None:
+    """Read ``stream`` to its end, keeping its last ``_STDERR_TAIL_BYTES`` in ``keep``."""
+    while chunk := await stream.read(65536):
+        keep += chunk
+        del keep[:-_STDERR_TAIL_BYTES]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,5 +132,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    faulthandler.enable()  # a crash in the engine prints where it was, for the server's log
     configure("warning")  # to stderr: stdout carries the answer
     sys.exit(main())
