@@ -518,3 +518,24 @@ async def test_admission_refuses_a_custom_operator_domain() -> None:
     assert (await authorizer.admit("model.load", TENANT, _model("acme"), graph(frozenset({""})), _record())).allow
     with pytest.raises(PolicyDeniedError, match=r'operator domain "evil\.ops" is not allowed'):
         await authorizer.admit("model.register", TENANT, _model("acme"), graph(frozenset({"", "evil.ops"})), _record())
+
+
+async def test_reaper_never_takes_the_validators_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server reaps orphaned sandbox processes; were it to reap the validator too, the
+    # reload would never learn that the child ended and would hang until its timeout.
+    # Sweeping every 0.5 ms makes the race all but certain wherever it exists.
+    from supervisor.workers import reaper
+
+    monkeypatch.setattr(reaper, "SWEEP_SECONDS", 0.0005)
+    sweeper = reaper.Reaper(set())
+    sweeper.start(asyncio.get_running_loop())
+    try:
+        revision = load_policy_set(SHIPPED).revision
+        for _ in range(5):
+            unchanged = await validate_in_child(
+                SHIPPED, skip_revision=revision, use_vm=True, deadline_seconds=0.5, timeout_seconds=20
+            )
+            assert unchanged is None
+    finally:
+        sweeper.stop()
+    assert sweeper.reaped == 0

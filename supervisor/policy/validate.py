@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from supervisor.children import owned
 from supervisor.logs import configure
 from supervisor.policy.compiler import CompiledPolicy, compile_policy
 from supervisor.policy.engine import Query
@@ -77,17 +78,20 @@ async def validate_in_child(
     )
     assert child.stdout is not None and child.stderr is not None
     errors = bytearray()
-    try:
-        async with asyncio.timeout(timeout_seconds):
-            answer, _ = await asyncio.gather(child.stdout.read(_MAX_ANSWER_BYTES + 1), _tail(child.stderr, errors))
-            await child.wait()
-    except TimeoutError as exc:
-        raise PolicySetError(f"the set took over {timeout_seconds} s to compile and test") from exc
-    finally:
-        if child.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                child.kill()
-            await child.wait()
+    # The reaper must not take its exit status. Registered as soon as it exists: it cannot
+    # have ended yet (Python's start-up alone takes far longer than setting up the pipes).
+    with owned(child.pid):
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                answer, _ = await asyncio.gather(child.stdout.read(_MAX_ANSWER_BYTES + 1), _tail(child.stderr, errors))
+                await child.wait()
+        except TimeoutError as exc:
+            raise PolicySetError(f"the set took over {timeout_seconds} s to compile and test") from exc
+        finally:
+            if child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.kill()
+                await child.wait()
     if len(answer) > _MAX_ANSWER_BYTES:
         raise PolicySetError(f"the validator answered over {_MAX_ANSWER_BYTES} bytes")
     try:

@@ -2,8 +2,10 @@
 
 If the launcher dies, its workers' processes are re-parented to the supervisor instead of
 to init (they are killed by their death signal, but someone must collect them). The
-supervisor starts no child of its own except the launcher, which ``subprocess`` waits for;
-every other child that turns into a zombie is an adopted orphan and is reaped here.
+supervisor's own children are left to whoever waits for them: the launcher (``subprocess``
+waits for it) and the children registered in :mod:`supervisor.children` (the policy
+validator, which asyncio waits for). Every other child that turns into a zombie is an
+adopted orphan and is reaped here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import psutil
 import structlog
 
 from sandbox import set_child_subreaper
+from supervisor.children import is_owned
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +52,7 @@ class Reaper:
         except psutil.Error:
             return
         for child in children:
-            if child.pid in self._managed:
+            if child.pid in self._managed or is_owned(child.pid):
                 continue
             with contextlib.suppress(psutil.Error):
                 if child.status() != psutil.STATUS_ZOMBIE:
