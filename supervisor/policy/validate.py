@@ -16,9 +16,10 @@ import base64
 import contextlib
 import faulthandler
 import json
+import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import structlog
 
@@ -73,38 +74,60 @@ async def validate_in_child(
     """The validated set in ``directory``, or None when its revision is ``skip_revision``."""
     argv = [sys.executable, "-m", "supervisor.policy.validate", str(directory), "--skip", skip_revision]
     argv += ["--deadline", str(deadline_seconds)] + ([] if use_vm else ["--no-vm"])
-    child = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    assert child.stdout is not None and child.stderr is not None
+    child = _spawn(argv)
     errors = bytearray()
+    transports: list[asyncio.BaseTransport] = []
     # The reaper must not take its exit status. Registered as soon as it exists: it cannot
     # have ended yet (Python's start-up alone takes far longer than setting up the pipes).
     with owned(child.pid):
         try:
             async with asyncio.timeout(timeout_seconds):
-                answer, _ = await asyncio.gather(child.stdout.read(_MAX_ANSWER_BYTES + 1), _tail(child.stderr, errors))
-                await child.wait()
+                stdout = await _reader(child.stdout, transports)
+                stderr = await _reader(child.stderr, transports)
+                answer, _ = await asyncio.gather(stdout.read(_MAX_ANSWER_BYTES + 1), _tail(stderr, errors))
+                await asyncio.to_thread(child.wait)
         except TimeoutError as exc:
             raise PolicySetError(f"the set took over {timeout_seconds} s to compile and test") from exc
         finally:
             if child.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     child.kill()
-                await child.wait()
+                await asyncio.to_thread(child.wait)
+            for transport in transports:
+                transport.close()
+            for pipe in (child.stdout, child.stderr):
+                if pipe is not None:
+                    pipe.close()
     if len(answer) > _MAX_ANSWER_BYTES:
         raise PolicySetError(f"the validator answered over {_MAX_ANSWER_BYTES} bytes")
     try:
         doc = json.loads(answer)
     except ValueError as exc:
-        lines = errors.decode(errors="replace").strip().splitlines()
-        said = f": {lines[-1][:500]}" if lines else ""
+        lines = [line.strip() for line in errors.decode(errors="replace").splitlines() if line.strip()]
+        said = f": {' | '.join(lines[-3:])[-500:]}" if lines else ""
         if lines:
             log.error("policy validator failed", returncode=child.returncode, stderr="\n".join(lines[-40:]))
         raise PolicySetError(f"the validator exited {child.returncode} without an answer{said}") from exc
     if doc.get("error"):
         raise PolicySetError(str(doc["error"]))
     return None if doc.get("unchanged") else compiled_from_json(doc["compiled"])
+
+
+def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+    # subprocess, not the event loop's spawn: subprocess starts the child with vfork, which
+    # runs no fork handlers. The loop forks, and gRPC's fork handlers in the server then
+    # sometimes abort the child before it execs (a failed CHECK, SIGABRT).
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+async def _reader(pipe: IO[bytes] | None, transports: list[asyncio.BaseTransport]) -> asyncio.StreamReader:
+    assert pipe is not None
+    reader = asyncio.StreamReader()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), pipe
+    )
+    transports.append(transport)
+    return reader
 
 
 async def _tail(stream: asyncio.StreamReader, keep: bytearray) -> None:
