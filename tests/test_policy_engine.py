@@ -527,6 +527,9 @@ async def test_reaper_never_takes_the_validators_exit_status(monkeypatch: pytest
     from supervisor.workers import reaper
 
     monkeypatch.setattr(reaper, "SWEEP_SECONDS", 0.0005)
+    # Only the sweep is under test: the test process must not become a subreaper, or every
+    # orphan of a later test would be left a zombie here.
+    monkeypatch.setattr(reaper, "set_child_subreaper", lambda: None)
     sweeper = reaper.Reaper(set())
     sweeper.start(asyncio.get_running_loop())
     try:
