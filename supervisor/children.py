@@ -2,9 +2,10 @@
 
 The supervisor is a child subreaper (:mod:`supervisor.workers.reaper`): it reaps zombie
 children it did not start, orphans adopted from the sandbox. A child it did start, such as
-the policy validator, is waited for by whoever started it (asyncio's child watcher); were
-the reaper to collect its exit status first, that waiter would never learn the child ended.
-Such a child is registered here from the moment it is started until it has been waited for.
+the policy validator, is waited for by whoever started it; were the reaper to collect its
+exit status first, that waiter would never learn the child ended (asyncio's child watcher
+then waits forever). Such a child is registered here from the moment it is started until
+it has been waited for.
 """
 
 from __future__ import annotations

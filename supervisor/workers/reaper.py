@@ -4,7 +4,7 @@ If the launcher dies, its workers' processes are re-parented to the supervisor i
 to init (they are killed by their death signal, but someone must collect them). The
 supervisor's own children are left to whoever waits for them: the launcher (``subprocess``
 waits for it) and the children registered in :mod:`supervisor.children` (the policy
-validator, which asyncio waits for). Every other child that turns into a zombie is an
+validator, which the reload waits for). Every other child that turns into a zombie is an
 adopted orphan and is reaped here.
 """
 
