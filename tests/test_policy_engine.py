@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from functools import partial
@@ -542,3 +544,34 @@ async def test_reaper_never_takes_the_validators_exit_status(monkeypatch: pytest
     finally:
         sweeper.stop()
     assert sweeper.reaped == 0
+
+
+UVLOOP_VALIDATIONS = """
+import asyncio, os, sys
+from pathlib import Path
+import uvloop
+from supervisor.policy.policyset import load_policy_set
+from supervisor.policy.validate import validate_in_child
+
+async def main(shipped):
+    revision = load_policy_set(shipped).revision
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        unchanged = await validate_in_child(shipped, skip_revision=revision, use_vm=True, deadline_seconds=0.5, timeout_seconds=30)
+        assert unchanged is None
+    print("fds", before, len(os.listdir("/proc/self/fd")))
+
+uvloop.run(main(Path(sys.argv[1])))
+"""
+
+
+def test_validation_on_the_servers_event_loop_neither_crashes_nor_leaks_descriptors() -> None:
+    # `ire serve` runs on uvloop, where handing subprocess's pipes to the loop closed their
+    # descriptors twice and aborted the process. Run in a child so an abort fails this test
+    # rather than the suite.
+    proc = subprocess.run(
+        [sys.executable, "-c", UVLOOP_VALIDATIONS, str(SHIPPED)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _, before, after = proc.stdout.split()
+    assert before == after

@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import faulthandler
 import json
+import os
+import selectors
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import structlog
 
@@ -75,29 +77,17 @@ async def validate_in_child(
     argv = [sys.executable, "-m", "supervisor.policy.validate", str(directory), "--skip", skip_revision]
     argv += ["--deadline", str(deadline_seconds)] + ([] if use_vm else ["--no-vm"])
     child = _spawn(argv)
-    errors = bytearray()
-    transports: list[asyncio.BaseTransport] = []
     # The reaper must not take its exit status. Registered as soon as it exists: it cannot
-    # have ended yet (Python's start-up alone takes far longer than setting up the pipes).
+    # have ended yet (Python's start-up alone takes far longer than that).
     with owned(child.pid):
         try:
-            async with asyncio.timeout(timeout_seconds):
-                stdout = await _reader(child.stdout, transports)
-                stderr = await _reader(child.stderr, transports)
-                answer, _ = await asyncio.gather(stdout.read(_MAX_ANSWER_BYTES + 1), _tail(stderr, errors))
-                await asyncio.to_thread(child.wait)
-        except TimeoutError as exc:
-            raise PolicySetError(f"the set took over {timeout_seconds} s to compile and test") from exc
+            answer, errors = await asyncio.to_thread(_collect, child, timeout_seconds)
         finally:
-            if child.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.kill()
+            if child.poll() is None:  # cancelled (the server is stopping): leave nothing running
+                child.kill()
                 await asyncio.to_thread(child.wait)
-            for transport in transports:
-                transport.close()
-            for pipe in (child.stdout, child.stderr):
-                if pipe is not None:
-                    pipe.close()
+    if answer is None:
+        raise PolicySetError(f"the set took over {timeout_seconds} s to compile and test")
     if len(answer) > _MAX_ANSWER_BYTES:
         raise PolicySetError(f"the validator answered over {_MAX_ANSWER_BYTES} bytes")
     try:
@@ -120,21 +110,43 @@ def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-async def _reader(pipe: IO[bytes] | None, transports: list[asyncio.BaseTransport]) -> asyncio.StreamReader:
-    assert pipe is not None
-    reader = asyncio.StreamReader()
-    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), pipe
-    )
-    transports.append(transport)
-    return reader
-
-
-async def _tail(stream: asyncio.StreamReader, keep: bytearray) -> None:
-    """Read ``stream`` to its end, keeping its last ``_STDERR_TAIL_BYTES`` in ``keep``."""
-    while chunk := await stream.read(65536):
-        keep += chunk
-        del keep[:-_STDERR_TAIL_BYTES]
+def _collect(child: subprocess.Popen[bytes], timeout: float) -> tuple[bytes | None, bytes]:
+    """The child's stdout (at most ``_MAX_ANSWER_BYTES`` + 1 bytes kept) and the tail of its
+    stderr, once it has closed both and exited; ``(None, tail)`` when it ran past ``timeout``
+    (it is killed). Blocking: run in a thread. The pipes stay out of the event loop, which
+    would otherwise share their descriptors with the file objects subprocess made."""
+    assert child.stdout is not None and child.stderr is not None
+    deadline = time.monotonic() + timeout
+    answer, errors = bytearray(), bytearray()
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(child.stdout, selectors.EVENT_READ, answer)
+            selector.register(child.stderr, selectors.EVENT_READ, errors)
+            while selector.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    child.kill()
+                    child.wait()
+                    return None, bytes(errors)
+                for key, _ in selector.select(left):
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                    elif key.data is errors:
+                        errors += chunk
+                        del errors[:-_STDERR_TAIL_BYTES]
+                    elif len(answer) <= _MAX_ANSWER_BYTES:
+                        answer += chunk  # past the bound the rest is read and dropped
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            return None, bytes(errors)
+    finally:
+        child.stdout.close()
+        child.stderr.close()
+    return bytes(answer), bytes(errors)
 
 
 def main(argv: list[str] | None = None) -> int:
