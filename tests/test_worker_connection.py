@@ -1,17 +1,32 @@
-"""The supervisor's end of a worker connection, against a hostile peer on a real socketpair."""
+"""The supervisor's end of a worker connection, against a hostile peer on a real socketpair.
+
+Every test runs on the standard event loop and on uvloop, which ``ire serve`` uses: their
+transports differ (uvloop's do not derive from asyncio's classes).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import struct
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
+import uvloop
 
 from protos import worker_pb2 as pb
 from sandbox.framing import encode_frame, read_frame
 from supervisor.errors import WorkerCrashedError, WorkerProtocolError
 from supervisor.workers.connection import WorkerConnection
+
+Runner = Callable[[Coroutine[Any, Any, None]], None]
+LOOPS: dict[str, Runner] = {"asyncio": asyncio.run, "uvloop": uvloop.run}
+
+
+@pytest.fixture(params=sorted(LOOPS))
+def run_on(request: pytest.FixtureRequest) -> Runner:
+    return LOOPS[request.param]
 
 
 def _hello() -> bytes:
@@ -29,98 +44,152 @@ def _ping() -> pb.ToWorker:
     return pb.ToWorker(ping=pb.Ping())
 
 
-async def test_oversized_frame_from_worker_ends_connection() -> None:
-    conn, peer = await _open(_hello())
-    call = asyncio.create_task(conn.request(_ping(), timeout=5))
-    await asyncio.sleep(0.05)
-    peer.sendall(struct.pack(">I", 10**9))  # announces 1 GB: refused before allocation
-    with pytest.raises(WorkerCrashedError):
-        await call
-    assert not conn.alive
-    peer.close()
+def test_oversized_frame_from_worker_ends_connection(run_on: Runner) -> None:
+    async def case() -> None:
+        conn, peer = await _open(_hello())
+        call = asyncio.create_task(conn.request(_ping(), timeout=5))
+        await asyncio.sleep(0.05)
+        peer.sendall(struct.pack(">I", 10**9))  # announces 1 GB: refused before allocation
+        with pytest.raises(WorkerCrashedError):
+            await call
+        assert not conn.alive
+        peer.close()
+
+    run_on(case())
 
 
-async def test_unparseable_frame_ends_connection() -> None:
-    conn, peer = await _open(_hello())
-    call = asyncio.create_task(conn.request(_ping(), timeout=5))
-    await asyncio.sleep(0.05)
-    peer.sendall(encode_frame(b"\xff\xff\xff\xff"))
-    with pytest.raises(WorkerCrashedError):
-        await call
-    assert isinstance(conn._closed, WorkerProtocolError)
-    peer.close()
+def test_unparseable_frame_ends_connection(run_on: Runner) -> None:
+    async def case() -> None:
+        conn, peer = await _open(_hello())
+        call = asyncio.create_task(conn.request(_ping(), timeout=5))
+        await asyncio.sleep(0.05)
+        peer.sendall(encode_frame(b"\xff\xff\xff\xff"))
+        with pytest.raises(WorkerCrashedError):
+            await call
+        assert isinstance(conn._closed, WorkerProtocolError)
+        peer.close()
+
+    run_on(case())
 
 
-async def test_reply_to_unknown_request_id_ends_connection() -> None:
-    conn, peer = await _open(_hello())
-    call = asyncio.create_task(conn.request(_ping(), timeout=5))
-    await asyncio.sleep(0.05)
-    peer.sendall(encode_frame(pb.FromWorker(id=999, pong=pb.Pong()).SerializeToString()))
-    with pytest.raises(WorkerCrashedError):
-        await call
-    peer.close()
+def test_reply_to_unknown_request_id_ends_connection(run_on: Runner) -> None:
+    async def case() -> None:
+        conn, peer = await _open(_hello())
+        call = asyncio.create_task(conn.request(_ping(), timeout=5))
+        await asyncio.sleep(0.05)
+        peer.sendall(encode_frame(pb.FromWorker(id=999, pong=pb.Pong()).SerializeToString()))
+        with pytest.raises(WorkerCrashedError):
+            await call
+        peer.close()
+
+    run_on(case())
 
 
-async def test_first_frame_must_be_hello() -> None:
-    with pytest.raises(WorkerProtocolError, match="expected 'hello'"):
-        await _open(encode_frame(pb.FromWorker(id=0, pong=pb.Pong()).SerializeToString()))
+def test_first_frame_must_be_hello(run_on: Runner) -> None:
+    async def case() -> None:
+        with pytest.raises(WorkerProtocolError, match="expected 'hello'"):
+            await _open(encode_frame(pb.FromWorker(id=0, pong=pb.Pong()).SerializeToString()))
+
+    run_on(case())
 
 
-async def test_replies_are_matched_by_id_out_of_order() -> None:
-    conn, peer = await _open(_hello())
-    first = asyncio.create_task(conn.request(_ping(), timeout=5))
-    second = asyncio.create_task(conn.request(_ping(), timeout=5))
-    await asyncio.sleep(0.05)
-    peer.setblocking(True)
-    ids = [pb.ToWorker.FromString(read_frame(peer, 1024) or b"").id for _ in range(2)]
-    for request_id in reversed(ids):
-        peer.sendall(encode_frame(pb.FromWorker(id=request_id, pong=pb.Pong()).SerializeToString()))
-    assert (await first).id == ids[0]
-    assert (await second).id == ids[1]
-    peer.close()
+def test_replies_are_matched_by_id_out_of_order(run_on: Runner) -> None:
+    async def case() -> None:
+        conn, peer = await _open(_hello())
+        first = asyncio.create_task(conn.request(_ping(), timeout=5))
+        second = asyncio.create_task(conn.request(_ping(), timeout=5))
+        await asyncio.sleep(0.05)
+        peer.setblocking(True)
+        ids = [pb.ToWorker.FromString(read_frame(peer, 1024) or b"").id for _ in range(2)]
+        for request_id in reversed(ids):
+            peer.sendall(encode_frame(pb.FromWorker(id=request_id, pong=pb.Pong()).SerializeToString()))
+        assert (await first).id == ids[0]
+        assert (await second).id == ids[1]
+        peer.close()
+
+    run_on(case())
 
 
-async def test_late_reply_to_abandoned_call_is_dropped() -> None:
-    conn, peer = await _open(_hello())
-    with pytest.raises(TimeoutError):
-        await conn.request(_ping(), timeout=0.05)
-    peer.setblocking(True)
-    late = pb.ToWorker.FromString(read_frame(peer, 1024) or b"")
-    peer.sendall(encode_frame(pb.FromWorker(id=late.id, pong=pb.Pong()).SerializeToString()))
-    await asyncio.sleep(0.05)
-    assert conn.alive
-    call = asyncio.create_task(conn.request(_ping(), timeout=5))
-    nxt = pb.ToWorker.FromString(await asyncio.to_thread(read_frame, peer, 1024) or b"")
-    peer.sendall(encode_frame(pb.FromWorker(id=nxt.id, pong=pb.Pong()).SerializeToString()))
-    assert (await call).WhichOneof("body") == "pong"
-    peer.close()
+def test_late_reply_to_abandoned_call_is_dropped(run_on: Runner) -> None:
+    async def case() -> None:
+        conn, peer = await _open(_hello())
+        with pytest.raises(TimeoutError):
+            await conn.request(_ping(), timeout=0.05)
+        peer.setblocking(True)
+        late = pb.ToWorker.FromString(read_frame(peer, 1024) or b"")
+        peer.sendall(encode_frame(pb.FromWorker(id=late.id, pong=pb.Pong()).SerializeToString()))
+        await asyncio.sleep(0.05)
+        assert conn.alive
+        call = asyncio.create_task(conn.request(_ping(), timeout=5))
+        nxt = pb.ToWorker.FromString(await asyncio.to_thread(read_frame, peer, 1024) or b"")
+        peer.sendall(encode_frame(pb.FromWorker(id=nxt.id, pong=pb.Pong()).SerializeToString()))
+        assert (await call).WhichOneof("body") == "pong"
+        peer.close()
+
+    run_on(case())
 
 
-async def test_cancelled_caller_abandons_its_call_and_the_connection_lives() -> None:
-    conn, peer = await _open(_hello())
-    call = asyncio.create_task(conn.request(_ping(), timeout=5))
-    await asyncio.sleep(0.05)
-    call.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await call
-    assert conn.in_flight == 0
-    peer.setblocking(True)
-    late = pb.ToWorker.FromString(read_frame(peer, 1024) or b"")
-    peer.sendall(encode_frame(pb.FromWorker(id=late.id, pong=pb.Pong()).SerializeToString()))
-    await asyncio.sleep(0.05)
-    assert conn.alive  # the late reply to the cancelled call is dropped, not a violation
-    peer.close()
+def test_cancelled_caller_abandons_its_call_and_the_connection_lives(run_on: Runner) -> None:
+    async def case() -> None:
+        conn, peer = await _open(_hello())
+        call = asyncio.create_task(conn.request(_ping(), timeout=5))
+        await asyncio.sleep(0.05)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert conn.in_flight == 0
+        peer.setblocking(True)
+        late = pb.ToWorker.FromString(read_frame(peer, 1024) or b"")
+        peer.sendall(encode_frame(pb.FromWorker(id=late.id, pong=pb.Pong()).SerializeToString()))
+        await asyncio.sleep(0.05)
+        assert conn.alive  # the late reply to the cancelled call is dropped, not a violation
+        peer.close()
+
+    run_on(case())
 
 
-async def test_many_calls_in_flight_share_no_timers_after_replies() -> None:
-    conn, peer = await _open(_hello(), max_frame=1 << 16)
-    calls = [asyncio.create_task(conn.request(_ping(), timeout=0.2)) for _ in range(20)]
-    await asyncio.sleep(0.05)
-    peer.setblocking(True)
-    for _ in range(20):
-        request = pb.ToWorker.FromString(read_frame(peer, 1 << 16) or b"")
-        peer.sendall(encode_frame(pb.FromWorker(id=request.id, pong=pb.Pong()).SerializeToString()))
-    assert all(r.WhichOneof("body") == "pong" for r in await asyncio.gather(*calls))
-    await asyncio.sleep(0.3)  # past every call's timeout: a timer left armed would do nothing
-    assert conn.alive and conn.in_flight == 0
-    peer.close()
+def test_many_calls_in_flight_share_no_timers_after_replies(run_on: Runner) -> None:
+    async def case() -> None:
+        conn, peer = await _open(_hello(), max_frame=1 << 16)
+        calls = [asyncio.create_task(conn.request(_ping(), timeout=0.2)) for _ in range(20)]
+        await asyncio.sleep(0.05)
+        peer.setblocking(True)
+        for _ in range(20):
+            request = pb.ToWorker.FromString(read_frame(peer, 1 << 16) or b"")
+            peer.sendall(encode_frame(pb.FromWorker(id=request.id, pong=pb.Pong()).SerializeToString()))
+        assert all(r.WhichOneof("body") == "pong" for r in await asyncio.gather(*calls))
+        await asyncio.sleep(0.3)  # past every call's timeout: a timer left armed would do nothing
+        assert conn.alive and conn.in_flight == 0
+        peer.close()
+
+    run_on(case())
+
+
+def test_replies_split_across_reads_or_joined_in_one_are_each_delivered_once(run_on: Runner) -> None:
+    """Frame boundaries never follow reads: a worker's replies may arrive in any cut."""
+
+    async def case() -> None:
+        conn, peer = await _open(_hello(), max_frame=1 << 20)
+        calls = [asyncio.create_task(conn.request(_ping(), timeout=5)) for _ in range(4)]
+        await asyncio.sleep(0.05)
+        peer.setblocking(True)
+        ids = [pb.ToWorker.FromString(read_frame(peer, 1 << 20) or b"").id for _ in range(4)]
+        big = pb.FromWorker(id=ids[3], error=pb.WorkerError(detail="x" * 300_000))  # many reads
+        frames = [encode_frame(pb.FromWorker(id=i, pong=pb.Pong()).SerializeToString()) for i in ids[:3]]
+        stream = b"".join(frames) + encode_frame(big.SerializeToString())
+        # Two whole frames and a header cut in two; then the rest a few bytes at a time, then
+        # the large frame's remainder in one write.
+        cuts = [len(frames[0]) + len(frames[1]) + 2, len(frames[0]) + len(frames[1]) + 7]
+        peer.sendall(stream[: cuts[0]])
+        await asyncio.sleep(0.02)
+        peer.sendall(stream[cuts[0] : cuts[1]])
+        await asyncio.sleep(0.02)
+        await asyncio.to_thread(peer.sendall, stream[cuts[1] :])  # more than the socket buffers
+        replies = await asyncio.gather(*calls)
+        assert [r.id for r in replies] == ids
+        assert [r.WhichOneof("body") for r in replies] == ["pong", "pong", "pong", "error"]
+        assert replies[3].error.detail == "x" * 300_000
+        assert conn.alive and conn.in_flight == 0
+        peer.close()
+
+    run_on(case())

@@ -1,8 +1,9 @@
 """One framed connection to a worker, with several requests in flight.
 
-Each request gets an id; a reader task resolves the matching future. The worker is
-hostile by assumption: a frame over the size bound, an unparseable frame or an unknown id
-ends the connection, and every call in flight on a dead connection gets
+Each request gets an id; frames are parsed as they arrive (an asyncio protocol, with no
+reader task between the socket and the waiting call) and resolve the matching future.
+The worker is hostile by assumption: a frame over the size bound, an unparseable frame or
+an unknown id ends the connection, and every call in flight on a dead connection gets
 :class:`WorkerCrashedError`.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
+from typing import cast
 
 import structlog
 from google.protobuf.message import DecodeError
@@ -22,6 +24,8 @@ from supervisor.errors import WorkerCrashedError, WorkerProtocolError, WorkerSta
 
 log = structlog.get_logger(__name__)
 
+_HEADER_SIZE = HEADER.size
+
 
 def _expire(future: asyncio.Future[pb.FromWorker]) -> None:
     """The call's timer: the caller gets TimeoutError; a late reply is dropped."""
@@ -29,18 +33,10 @@ def _expire(future: asyncio.Future[pb.FromWorker]) -> None:
         future.set_exception(TimeoutError())
 
 
-class WorkerConnection:
-    def __init__(
-        self,
-        pid: int,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        max_frame_bytes: int,
-    ) -> None:
+class WorkerConnection(asyncio.Protocol):
+    def __init__(self, pid: int, max_frame_bytes: int) -> None:
         self.pid = pid
         self.hello: pb.Hello | None = None
-        self._reader = reader
-        self._writer = writer
         self._max = max_frame_bytes
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[pb.FromWorker]] = {}
@@ -48,34 +44,42 @@ class WorkerConnection:
         # are dropped instead of counting as a protocol violation.
         self._abandoned: set[int] = set()
         self._closed: BaseException | None = None
-        self._task: asyncio.Task[None] | None = None
         self.exit_code: int | None = None
+        # The loop, kept: get_running_loop() costs a getpid() syscall.
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        # Bytes of a frame not yet whole.
+        self._partial = bytearray()
+        # The first frame (the hello) goes here rather than to a call.
+        self._first: asyncio.Future[pb.FromWorker] | None = self._loop.create_future()
         # Pipelined frames: requests made in one event-loop turn leave in one write (one
         # syscall, one wake-up of the worker) at the end of that turn.
         self._outbox: list[bytes] = []
-        # The loop the streams belong to, kept: get_running_loop() costs a getpid() syscall.
-        self._loop = asyncio.get_running_loop()
+        # Back-pressure: set while the transport's write buffer is over its high mark.
+        self._paused = False
+        self._drained: list[asyncio.Future[None]] = []
 
     @classmethod
     async def open(cls, pid: int, sock: socket.socket, max_frame_bytes: int, timeout: float) -> WorkerConnection:
         """Wrap ``sock`` and wait for the worker's hello."""
         sock.setblocking(False)
-        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=2**16)
-        conn = cls(pid, reader, writer, max_frame_bytes)
+        conn = cls(pid, max_frame_bytes)
+        first = conn._first
+        assert first is not None
+        await conn._loop.create_unix_connection(lambda: conn, sock=sock)
         try:
-            first = await asyncio.wait_for(conn._read(), timeout)
+            hello = await asyncio.wait_for(first, timeout)
         except (TimeoutError, WorkerProtocolError, WorkerCrashedError):
-            writer.close()
+            conn._close_transport()
             raise
-        if first.WhichOneof("body") == "error":
+        if hello.WhichOneof("body") == "error":
             # The confinement failed in the child before the worker could start.
-            writer.close()
-            raise WorkerStartError(f"worker {pid} did not start: {first.error.detail[:500]}")
-        if first.WhichOneof("body") != "hello":
-            writer.close()
-            raise WorkerProtocolError(f"worker sent {first.WhichOneof('body')!r} first, expected 'hello'")
-        conn.hello = first.hello
-        conn._task = asyncio.create_task(conn._read_loop(), name=f"worker-{pid}-reader")
+            conn._close_transport()
+            raise WorkerStartError(f"worker {pid} did not start: {hello.error.detail[:500]}")
+        if hello.WhichOneof("body") != "hello":
+            conn._close_transport()
+            raise WorkerProtocolError(f"worker sent {hello.WhichOneof('body')!r} first, expected 'hello'")
+        conn.hello = hello.hello
         return conn
 
     @property
@@ -86,59 +90,115 @@ class WorkerConnection:
     def in_flight(self) -> int:
         return len(self._pending)
 
-    async def _read(self) -> pb.FromWorker:
-        try:
-            header = await self._reader.readexactly(HEADER.size)
-            length = parse_header(header, self._max)
-            payload = await self._reader.readexactly(length)
-        except asyncio.IncompleteReadError as exc:
-            raise WorkerCrashedError(f"worker {self.pid} closed its connection") from exc
-        except (ConnectionError, OSError) as exc:
-            raise WorkerCrashedError(f"worker {self.pid} connection failed: {exc}") from exc
-        except FrameError as exc:
-            raise WorkerProtocolError(f"worker {self.pid}: {exc}") from exc
-        try:
-            return pb.FromWorker.FromString(payload)
-        except DecodeError as exc:
-            raise WorkerProtocolError(f"worker {self.pid} sent an unparseable frame") from exc
+    # -- asyncio.Protocol --------------------------------------------------------------------
 
-    async def _read_loop(self) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without deriving from it.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._partial:
+            self._partial += data
+            buffer: bytes | bytearray = self._partial
+        else:
+            buffer = data
+        size = len(buffer)
+        pos = 0
         try:
-            while True:
-                msg = await self._read()
-                future = self._pending.pop(msg.id, None)
-                if future is None and msg.id in self._abandoned:
-                    self._abandoned.discard(msg.id)
-                    continue
-                if future is None:
-                    raise WorkerProtocolError(f"worker {self.pid} answered unknown request id {msg.id}")
-                if not future.done():
-                    future.set_result(msg)
-        except (WorkerCrashedError, WorkerProtocolError) as exc:
-            self._fail(exc)
-        except asyncio.CancelledError:
-            self._fail(WorkerCrashedError(f"worker {self.pid} connection closed"))
-            raise
+            while size - pos >= _HEADER_SIZE:
+                end = pos + _HEADER_SIZE + parse_header(bytes(buffer[pos : pos + _HEADER_SIZE]), self._max)
+                if end > size:
+                    break
+                message = pb.FromWorker.FromString(bytes(buffer[pos + _HEADER_SIZE : end]))
+                pos = end
+                self._deliver(message)
+                if self._closed is not None:
+                    return
+        except FrameError as exc:
+            self._fail(WorkerProtocolError(f"worker {self.pid}: {exc}"))
+            return
+        except DecodeError:
+            self._fail(WorkerProtocolError(f"worker {self.pid} sent an unparseable frame"))
+            return
+        if buffer is data:
+            if pos < size:
+                self._partial += data[pos:]
+        elif pos:
+            del self._partial[:pos]
+
+    def eof_received(self) -> bool | None:
+        self._fail(WorkerCrashedError(f"worker {self.pid} closed its connection"))
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None:
+            self._fail(WorkerCrashedError(f"worker {self.pid} closed its connection"))
+        else:
+            self._fail(WorkerCrashedError(f"worker {self.pid} connection failed: {exc}"))
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake_writers(None)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _deliver(self, message: pb.FromWorker) -> None:
+        first = self._first
+        if first is not None:
+            self._first = None
+            if not first.done():
+                first.set_result(message)
+            return
+        future = self._pending.pop(message.id, None)
+        if future is None:
+            if message.id in self._abandoned:
+                self._abandoned.discard(message.id)
+                return
+            self._fail(WorkerProtocolError(f"worker {self.pid} answered unknown request id {message.id}"))
+            return
+        if not future.done():
+            future.set_result(message)
+
+    def _wake_writers(self, exc: BaseException | None) -> None:
+        waiters, self._drained = self._drained, []
+        for waiter in waiters:
+            if not waiter.done():
+                if exc is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(exc)
+
+    def _close_transport(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
     def _fail(self, exc: BaseException) -> None:
         if self._closed is None:
             self._closed = exc
             if isinstance(exc, WorkerProtocolError):
                 log.warning("worker broke the protocol", pid=self.pid, error=str(exc))
-        self._writer.close()
+        self._close_transport()
+        self._partial.clear()
+        first, self._first = self._first, None
+        if first is not None and not first.done():
+            first.set_exception(exc)
         pending, self._pending = self._pending, {}
         for future in pending.values():
             if not future.done():
                 future.set_exception(WorkerCrashedError(f"worker {self.pid} died with the call in flight"))
+        self._wake_writers(WorkerCrashedError(f"worker {self.pid} is gone"))
 
     async def request(self, message: pb.ToWorker, timeout: float) -> pb.FromWorker:
         """Send ``message`` and wait for its reply."""
         if self._closed is not None:
             raise WorkerCrashedError(f"worker {self.pid} is gone")
-        message.id = next(self._ids)
+        message.id = call_id = next(self._ids)
         loop = self._loop
         future: asyncio.Future[pb.FromWorker] = loop.create_future()
-        self._pending[message.id] = future
+        self._pending[call_id] = future
         # One timer instead of wait_for(shield(...)): no extra future, task or callbacks per
         # call. A caller cancelled mid-call cancels ``future``; the id is then abandoned.
         timer = loop.call_later(timeout, _expire, future)
@@ -146,29 +206,26 @@ class WorkerConnection:
             if not self._outbox:
                 loop.call_soon(self._flush)
             self._outbox.append(encode_frame(message.SerializeToString()))
-            await self._writer.drain()  # back-pressure only: returns at once unless paused
+            if self._paused:
+                # Back-pressure: wait until the worker has read what is queued.
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._drained.append(waiter)
+                await waiter
             return await future
-        except TimeoutError:
-            raise  # a subclass of OSError, but the connection itself is fine
-        except (ConnectionError, OSError) as exc:
-            self._fail(WorkerCrashedError(str(exc)))
-            raise WorkerCrashedError(f"worker {self.pid} connection failed") from exc
         finally:
             timer.cancel()
-            if self._pending.pop(message.id, None) is not None and self._closed is None:
-                self._abandoned.add(message.id)
+            if self._pending.pop(call_id, None) is not None and self._closed is None:
+                self._abandoned.add(call_id)
 
     def _flush(self) -> None:
         """Write every frame queued in this turn, in order, as one buffer."""
         frames, self._outbox = self._outbox, []
-        if not frames or self._closed is not None:
+        if not frames or self._closed is not None or self._transport is None:
             return
         try:
-            self._writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
+            self._transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
         except (ConnectionError, OSError, RuntimeError) as exc:
             self._fail(WorkerCrashedError(f"worker {self.pid} connection failed: {exc}"))
 
     def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
         self._fail(WorkerCrashedError(f"worker {self.pid} was stopped"))

@@ -341,11 +341,18 @@ class WorkerPool:
         queued = time.perf_counter()
         if self._unsafe:
             log.warning("UNSAFE: serving a call with an unconfined worker (--unsafe-no-sandbox)", tenant=tenant)
-        slot = self._slots.setdefault(tenant, _Slot(tenant))
+        slot = self._slots.get(tenant)
+        if slot is None:
+            slot = self._slots[tenant] = _Slot(tenant)
         slot.last_used = time.monotonic()
-        conn = await self._worker(slot)
+        conn = slot.conn
+        # The common case, a live worker that has the model, takes neither lock.
+        ready = conn is not None and conn.alive and key in slot.loaded
+        if conn is None or not ready:
+            conn = await self._worker(slot)
         try:
-            await self._ensure_loaded(slot, conn, key, load)
+            if not ready:
+                await self._ensure_loaded(slot, conn, key, load)
             QUEUE_SECONDS.set(time.perf_counter() - queued)
             reply = await conn.request(pb.ToWorker(infer=request), slot.timeout)
         except WorkerProtocolError:
