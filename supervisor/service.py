@@ -25,6 +25,7 @@ from protos.inference import grpc_predict_v2_pb2 as oip
 from supervisor.audit import AuditRecord
 from supervisor.auth import Principal
 from supervisor.errors import TenantNotFoundError, TenantSuspendedError, TokenInvalidError, TokenRevokedError
+from supervisor.logs import bind_call
 from supervisor.modelgraph import GraphFacts, read_graph_facts
 from supervisor.policy import Authorizer, RequestFacts
 from supervisor.policy.document import peer_address
@@ -32,7 +33,7 @@ from supervisor.quota.admission import Quotas
 from supervisor.registry import ModelRecord, ModelStore, Registry, Tenant
 from supervisor.settings import Settings
 from supervisor.signing.load import load_model_bytes
-from supervisor.tensors import check_worker_outputs, decode_request, digest_tensors, encode_response
+from supervisor.tensors import check_worker_outputs, decode_request, encode_response
 from supervisor.workers import WorkerPool
 from supervisor.workers.batching import Batcher, stackable
 
@@ -91,7 +92,12 @@ class ModelView:
 
 def declared_batch(request: oip.ModelInferRequest) -> int:
     """The largest first dimension the caller declares; the tensors are checked later."""
-    return max((max(int(t.shape[0]), 0) for t in request.inputs if t.shape), default=0)
+    batch = 0
+    for tensor in request.inputs:
+        shape = tensor.shape
+        if shape and shape[0] > batch:
+            batch = shape[0]
+    return batch
 
 
 def _stack_rows(inputs: list[pb.Tensor], model: ModelRecord) -> int:
@@ -125,7 +131,7 @@ class InferenceService:
     def _find(self, caller: Caller, name: str, version: str, record: AuditRecord) -> ModelRecord:
         record.model = name
         record.model_version = version
-        structlog.contextvars.bind_contextvars(model=name)
+        bind_call(model=name)
         model = self._registry.find_model(caller.principal.tenant, name, version)
         record.model_version = model.version
         record.model_sha256 = model.sha256
@@ -183,7 +189,7 @@ class InferenceService:
             max_tensor_elements=limits.max_tensor_elements,
             size=facts.bytes,
         )
-        record.input_sha256 = digest_tensors(decoded.inputs)
+        record.input_sha256 = decoded.digest
         record.detail["batch"] = decoded.batch
         if not model.signer:
             record.detail["unsigned_model"] = True
@@ -203,11 +209,13 @@ class InferenceService:
                     record.detail["dynamic_batch"] = shared  # calls of this tenant in the same run
             else:
                 result = await self._pool.infer(caller.principal.tenant, model.sha256, load, infer_request)
-            check_worker_outputs(result, decoded.outputs, model.outputs, max_tensor_elements=limits.max_tensor_elements)
+            output_sha256 = check_worker_outputs(
+                result, decoded.outputs, model.outputs, max_tensor_elements=limits.max_tensor_elements
+            )
             success = True
         finally:
             await self._quotas.release(ticket, success=success)
         if (placed := self._pool.placement(caller.principal.tenant)) is not None:
             record.detail["gpu_slice"] = placed
-        record.output_sha256 = digest_tensors(result.outputs)
+        record.output_sha256 = output_sha256
         return encode_response(request, model.version, result)

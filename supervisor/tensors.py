@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -38,11 +39,58 @@ _WIDE = {"b": np.dtype(bool), "i": np.dtype("<i8"), "u": np.dtype("<u8"), "f": n
 _ALL_TYPED = ("bytes_contents", *sorted(set(TYPED_FIELD.values())))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DecodedRequest:
     inputs: list[worker_pb2.Tensor]
     outputs: list[str]
     batch: int
+    # digest_tensors(inputs), worked out while decoding (each protobuf read copies).
+    digest: str
+
+
+class _Spec:
+    """What checking a tensor against its TensorSpec needs, worked out once per model."""
+
+    __slots__ = ("datatype", "fixed", "itemsize", "rank", "spec")
+
+    def __init__(self, spec: TensorSpec) -> None:
+        self.spec = spec
+        self.datatype = spec.datatype
+        self.rank = len(spec.shape)
+        self.fixed = tuple((i, d) for i, d in enumerate(spec.shape) if d != -1)
+        dtype = OIP_TO_NUMPY.get(spec.datatype)
+        self.itemsize = dtype.itemsize if dtype is not None else 0
+
+    def fits(self, shape: list[int]) -> bool:
+        """``shape`` has the spec's rank and its fixed sizes (dimensions are checked >= 0 apart)."""
+        if len(shape) != self.rank:
+            return False
+        for index, size in self.fixed:  # noqa: SIM110 - all() over a generator costs more per call
+            if shape[index] != size:
+                return False
+        return True
+
+
+# Plans per spec sequence, by identity: a model's specs are one tuple for as long as the
+# registry caches its record, so a call costs a dict lookup, not a hash of the specs.
+_PLANS: dict[int, tuple[Sequence[TensorSpec], dict[str, _Spec]]] = {}
+_MAX_PLANS = 1024
+
+
+def _plan(specs: Sequence[TensorSpec]) -> dict[str, _Spec]:
+    entry = _PLANS.get(id(specs))
+    if entry is not None and entry[0] is specs:
+        return entry[1]
+    plan = {s.name: _Spec(s) for s in specs}
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[id(specs)] = (specs, plan)  # holding specs keeps its id from being reused
+    return plan
+
+
+def _digest_one(h: Any, name: str, datatype: str, shape: Sequence[int], data: bytes) -> None:
+    h.update(f"{name}\0{datatype}\0{','.join(map(str, shape))}\0{len(data)}\0".encode())
+    h.update(data)
 
 
 def _fmt(shape: Sequence[int]) -> str:
@@ -101,56 +149,70 @@ def decode_request(
     """Validate ``request`` against the model's metadata and build worker tensors.
 
     ``size`` is ``request.ByteSize()`` when the caller has it already (it is not free).
+    Every protobuf field is read once: each read of a message field makes a new object.
     """
     size = request.ByteSize() if size is None else size
     if size > max_request_bytes:
         raise InvalidInputError(f"request is {size} bytes, limit is {max_request_bytes}")
-    specs = {s.name: s for s in inputs}
-    names = [t.name for t in request.inputs]
-    if len(set(names)) != len(names):
-        raise InvalidInputError(f"duplicate input names in {names}")
-    if set(names) != set(specs):
-        missing = sorted(set(specs) - set(names))
-        unknown = sorted(set(names) - set(specs))
-        raise InvalidInputError(
-            f"inputs {sorted(names)} do not match the model's {sorted(specs)} (missing {missing}, unknown {unknown})"
-        )
+    plan = _plan(inputs)
+    tensors = request.inputs
+    count_in = len(tensors)
     raw = request.raw_input_contents
-    if raw and len(raw) != len(request.inputs):
-        raise InvalidInputError(
-            f"got {len(raw)} raw_input_contents for {len(request.inputs)} inputs; expected one per input"
-        )
+    if count_in != len(plan):
+        _refuse_names(tensors, plan)
+    if raw and len(raw) != count_in:
+        raise InvalidInputError(f"got {len(raw)} raw_input_contents for {count_in} inputs; expected one per input")
     decoded: list[worker_pb2.Tensor] = []
+    seen: set[str] = set()
+    digest = hashlib.sha256()
     batch = 0
-    for index, tensor in enumerate(request.inputs):
-        spec = specs[tensor.name]
-        if tensor.datatype != spec.datatype:
-            raise InvalidInputError(
-                f"input {tensor.name!r} has datatype {tensor.datatype!r}, expected {spec.datatype!r}"
-            )
+    for index, tensor in enumerate(tensors):
+        name = tensor.name
+        entry = plan.get(name)
+        if entry is None or name in seen:
+            _refuse_names(tensors, plan)
+        seen.add(name)
+        datatype = tensor.datatype
+        if datatype != entry.datatype:
+            raise InvalidInputError(f"input {name!r} has datatype {datatype!r}, expected {entry.datatype!r}")
         shape = list(tensor.shape)
-        _check_shape(tensor.name, shape, spec)
+        if shape and min(shape) < 0:
+            raise InvalidInputError(f"input {name!r} has negative dimension in shape {_fmt(shape)}")
+        if not entry.fits(shape):
+            raise InvalidInputError(
+                f"input {name!r} has shape {_fmt(shape)}, expected {_fmt(entry.spec.shape)} (-1 is any size)"
+            )
         count = math.prod(shape)
         if count > max_tensor_elements:
-            raise InvalidInputError(f"input {tensor.name!r} has {count} elements, limit is {max_tensor_elements}")
+            raise InvalidInputError(f"input {name!r} has {count} elements, limit is {max_tensor_elements}")
         if raw:
             if tensor.HasField("contents"):
-                raise InvalidInputError(
-                    f"input {tensor.name!r} sets contents while raw_input_contents is used; use one"
-                )
+                raise InvalidInputError(f"input {name!r} sets contents while raw_input_contents is used; use one")
             data = raw[index]
-            expected = count * OIP_TO_NUMPY[spec.datatype].itemsize
+            expected = count * entry.itemsize
             if len(data) != expected:
                 raise InvalidInputError(
-                    f"input {tensor.name!r} has {len(data)} raw bytes, expected {expected} "
-                    f"for {spec.datatype} shape {_fmt(shape)}"
+                    f"input {name!r} has {len(data)} raw bytes, expected {expected} for {datatype} shape {_fmt(shape)}"
                 )
         else:
-            data = _typed_bytes(tensor, spec, count)
-        decoded.append(worker_pb2.Tensor(name=tensor.name, datatype=spec.datatype, shape=shape, data=data))
+            data = _typed_bytes(tensor, entry.spec, count)
+        decoded.append(worker_pb2.Tensor(name=name, datatype=datatype, shape=shape, data=data))
+        _digest_one(digest, name, datatype, shape, data)
         if shape and index == 0:
             batch = shape[0]
-    return DecodedRequest(decoded, _requested_outputs(request, outputs), batch)
+    return DecodedRequest(decoded, _requested_outputs(request, outputs), batch, digest.hexdigest())
+
+
+def _refuse_names(tensors: Sequence[oip.ModelInferRequest.InferInputTensor], plan: Mapping[str, _Spec]) -> NoReturn:
+    """The error for input names that are duplicated, missing or unknown."""
+    names = [t.name for t in tensors]
+    if len(set(names)) != len(names):
+        raise InvalidInputError(f"duplicate input names in {names}")
+    missing = sorted(set(plan) - set(names))
+    unknown = sorted(set(names) - set(plan))
+    raise InvalidInputError(
+        f"inputs {sorted(names)} do not match the model's {sorted(plan)} (missing {missing}, unknown {unknown})"
+    )
 
 
 def _requested_outputs(request: oip.ModelInferRequest, outputs: Sequence[TensorSpec]) -> list[str]:
@@ -172,34 +234,33 @@ def check_worker_outputs(
     outputs: Sequence[TensorSpec],
     *,
     max_tensor_elements: int,
-) -> None:
-    """Refuse a worker reply that does not match what the model declares."""
-    specs = {s.name: s for s in outputs}
-    got = [t.name for t in result.outputs]
+) -> str:
+    """Refuse a worker reply that does not match what the model declares; else return
+    ``digest_tensors(result.outputs)``, worked out from the same reads."""
+    plan = _plan(outputs)
+    tensors = result.outputs
+    got = [t.name for t in tensors]
     if got != list(wanted):
         raise WorkerProtocolError(f"worker returned outputs {got}, expected {list(wanted)}")
-    for tensor in result.outputs:
-        spec = specs[tensor.name]
-        if tensor.datatype != spec.datatype:
-            raise WorkerProtocolError(
-                f"worker output {tensor.name!r} is {tensor.datatype!r}, expected {spec.datatype!r}"
-            )
+    digest = hashlib.sha256()
+    for tensor, name in zip(tensors, got, strict=True):
+        entry = plan[name]
+        datatype = tensor.datatype
+        if datatype != entry.datatype:
+            raise WorkerProtocolError(f"worker output {name!r} is {datatype!r}, expected {entry.datatype!r}")
         shape = list(tensor.shape)
-        if len(shape) != len(spec.shape) or any(
-            d < 0 or (want != -1 and want != d) for want, d in zip(spec.shape, shape, strict=True)
-        ):
+        if (shape and min(shape) < 0) or not entry.fits(shape):
             raise WorkerProtocolError(
-                f"worker output {tensor.name!r} has shape {_fmt(shape)}, expected {_fmt(spec.shape)}"
+                f"worker output {name!r} has shape {_fmt(shape)}, expected {_fmt(entry.spec.shape)}"
             )
         count = math.prod(shape)
         if count > max_tensor_elements:
-            raise WorkerProtocolError(
-                f"worker output {tensor.name!r} has {count} elements, limit is {max_tensor_elements}"
-            )
-        if len(tensor.data) != count * OIP_TO_NUMPY[spec.datatype].itemsize:
-            raise WorkerProtocolError(
-                f"worker output {tensor.name!r} has {len(tensor.data)} bytes for shape {_fmt(shape)}"
-            )
+            raise WorkerProtocolError(f"worker output {name!r} has {count} elements, limit is {max_tensor_elements}")
+        data = tensor.data
+        if len(data) != count * entry.itemsize:
+            raise WorkerProtocolError(f"worker output {name!r} has {len(data)} bytes for shape {_fmt(shape)}")
+        _digest_one(digest, name, datatype, shape, data)
+    return digest.hexdigest()
 
 
 def encode_response(
@@ -216,8 +277,5 @@ def digest_tensors(tensors: Sequence[worker_pb2.Tensor]) -> str:
     """sha256 over each tensor's name, datatype, shape and bytes, for the audit record."""
     h = hashlib.sha256()
     for t in tensors:
-        data = t.data  # each read of a bytes field makes a new bytes object
-        header = f"{t.name}\0{t.datatype}\0{','.join(map(str, t.shape))}\0{len(data)}\0"
-        h.update(header.encode())
-        h.update(data)
+        _digest_one(h, t.name, t.datatype, t.shape, t.data)  # each read of t.data copies: once
     return h.hexdigest()

@@ -15,7 +15,7 @@ from protos.inference import grpc_predict_v2_pb2 as oip
 from sandbox.dtypes import OIP_TO_NUMPY
 from supervisor.errors import InvalidInputError, WorkerProtocolError
 from supervisor.modelgraph import TensorSpec
-from supervisor.tensors import TYPED_FIELD, check_worker_outputs, decode_request, encode_response
+from supervisor.tensors import TYPED_FIELD, check_worker_outputs, decode_request, digest_tensors, encode_response
 
 LIMITS = {"max_request_bytes": 1 << 20, "max_tensor_elements": 1 << 16}
 OUT = (TensorSpec("y", "FP32", (-1, 2)),)
@@ -116,3 +116,48 @@ def test_response_uses_raw_output_contents() -> None:
     assert (response.model_name, response.model_version, response.id) == ("m", "3", "abc")
     assert list(response.raw_output_contents) == [b"\0" * 8]
     assert not response.outputs[0].HasField("contents")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    datatype=st.sampled_from(sorted(OIP_TO_NUMPY)),
+    shapes=st.lists(hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4), min_size=1, max_size=3),
+    data=st.data(),
+)
+def test_audited_digests_are_those_of_the_tensors_forwarded_and_returned(
+    datatype: str, shapes: list[tuple[int, ...]], data: st.DataObject
+) -> None:
+    """The input and output digests in the audit record are worked out while checking, from
+    the same reads; they must equal the reference digest of what crossed to the worker."""
+    request = oip.ModelInferRequest(model_name="m")
+    specs = []
+    result = worker_pb2.InferResult()
+    for i, shape in enumerate(shapes):
+        array = data.draw(hnp.arrays(OIP_TO_NUMPY[datatype], shape))
+        request.inputs.add(name=f"x{i}", datatype=datatype, shape=shape)
+        request.raw_input_contents.append(array.tobytes())
+        specs.append(TensorSpec(f"x{i}", datatype, tuple(-1 for _ in shape)))
+        result.outputs.add(name=f"x{i}", datatype=datatype, shape=shape, data=array.tobytes())
+    decoded = decode_request(request, specs, tuple(specs), **LIMITS)
+    assert decoded.digest == digest_tensors(decoded.inputs)
+    names = [s.name for s in specs]
+    assert check_worker_outputs(result, names, specs, max_tensor_elements=1 << 16) == digest_tensors(result.outputs)
+    assert decoded.digest == digest_tensors(result.outputs)  # same names, types, shapes, bytes
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        pytest.param(["x", "x"], "duplicate input names", id="duplicate"),
+        pytest.param(["x", "z"], r"missing \['y'\], unknown \['z'\]", id="unknown"),
+        pytest.param(["x"], r"missing \['y'\]", id="missing"),
+    ],
+)
+def test_input_names_that_do_not_match_the_model_are_refused(names: list[str], message: str) -> None:
+    request = oip.ModelInferRequest(model_name="m")
+    for name in names:
+        request.inputs.add(name=name, datatype="FP32", shape=[1])
+        request.raw_input_contents.append(b"\0" * 4)
+    specs = [TensorSpec("x", "FP32", (-1,)), TensorSpec("y", "FP32", (-1,))]
+    with pytest.raises(InvalidInputError, match=message):
+        decode_request(request, specs, OUT, **LIMITS)

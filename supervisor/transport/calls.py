@@ -28,6 +28,7 @@ from supervisor.errors import (
     ShuttingDownError,
     TokenInvalidError,
 )
+from supervisor.logs import CALL_CONTEXT, bind_call
 from supervisor.metrics import Metrics
 from supervisor.service import Authenticator, Caller
 from supervisor.transport.retry import quota_trailers
@@ -67,22 +68,6 @@ def _authorization(context: grpc.aio.ServicerContext) -> str | None:
         # Two credentials on one call: refuse rather than guess which one a proxy checked.
         raise TokenInvalidError(f"got {len(values)} authorization headers, expected one")
     return str(values[0]) if values else None
-
-
-class _LogContext:
-    """structlog's ``bound_contextvars`` for the two per-call keys, as a plain class: the
-    generator-based context manager costs a few µs on every call."""
-
-    __slots__ = ("_tokens", "_values")
-
-    def __init__(self, request_id: str, action: str) -> None:
-        self._values = {"request_id": request_id, "action": action}
-
-    def __enter__(self) -> None:
-        self._tokens = structlog.contextvars.bind_contextvars(**self._values)
-
-    def __exit__(self, *exc: object) -> None:
-        structlog.contextvars.reset_contextvars(**self._tokens)
 
 
 class CallRunner:
@@ -144,12 +129,13 @@ class CallRunner:
         result: Any = None
         failure: tuple[grpc.StatusCode, str] | None = None
         extra: tuple[tuple[str, str | bytes], ...] = ()
-        with _LogContext(request_id, action):
+        context_token = CALL_CONTEXT.set({"request_id": request_id, "action": action})
+        try:
             try:
                 if self._draining:
                     raise ShuttingDownError("the server is shutting down; retry on another replica")
                 caller = self._authenticator.authenticate(bearer_token(_authorization(context)), record)
-                structlog.contextvars.bind_contextvars(tenant=caller.principal.tenant)
+                bind_call(tenant=caller.principal.tenant)
                 result = handler(caller, record)
                 if inspect.isawaitable(result):
                     result = await result
@@ -186,6 +172,8 @@ class CallRunner:
                 # a name from the request alone would let callers grow the label set.
                 model = record.model if record.model_sha256 else ""
                 self._metrics.observe_call(record.tenant, model, action, status, elapsed, QUEUE_SECONDS.get())
+        finally:
+            CALL_CONTEXT.reset(context_token)
         trailers: tuple[tuple[str, str | bytes], ...] = (("x-request-id", request_id), *extra)
         if failure is not None:
             await context.abort(failure[0], failure[1], trailing_metadata=trailers)
