@@ -97,15 +97,6 @@ def _fmt(shape: Sequence[int]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def _check_shape(name: str, shape: Sequence[int], spec: TensorSpec) -> None:
-    if any(d < 0 for d in shape):
-        raise InvalidInputError(f"input {name!r} has negative dimension in shape {_fmt(shape)}")
-    if len(shape) != len(spec.shape) or any(
-        want != -1 and want != got for want, got in zip(spec.shape, shape, strict=True)
-    ):
-        raise InvalidInputError(f"input {name!r} has shape {_fmt(shape)}, expected {_fmt(spec.shape)} (-1 is any size)")
-
-
 def _typed_bytes(tensor: oip.ModelInferRequest.InferInputTensor, spec: TensorSpec, count: int) -> bytes:
     contents = tensor.contents
     wanted = TYPED_FIELD.get(spec.datatype)
