@@ -109,7 +109,9 @@ class WorkerConnection(asyncio.Protocol):
                 end = pos + _HEADER_SIZE + parse_header(bytes(buffer[pos : pos + _HEADER_SIZE]), self._max)
                 if end > size:
                     break
-                message = pb.FromWorker.FromString(bytes(buffer[pos + _HEADER_SIZE : end]))
+                # One copy of the payload, also when it is in the bytearray of a frame
+                # that spanned reads (slicing that, then bytes(), would copy it twice).
+                message = pb.FromWorker.FromString(bytes(memoryview(buffer)[pos + _HEADER_SIZE : end]))
                 pos = end
                 self._deliver(message)
                 if self._closed is not None:
