@@ -24,13 +24,18 @@ def median_of_rounds(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     codes: Counter[str] = Counter()
     for r in runs:
         codes.update(r["errors"])
-    return {
+    summary = {
         "throughput_rps": statistics.median(r["throughput_rps"] for r in runs),
         **{p: statistics.median(r["latency_ms"][p] for r in runs) for p in ("p50", "p90", "p99")},
         "requests": sum(r["requests"] for r in runs),
         "errors": sum(codes.values()),
         "error_codes": dict(codes),
     }
+    for part in ("server", "loadgen"):  # CPU per call, when the loadgen was given --cpu-pid
+        values = [r["cpu_us_per_call"][part] for r in runs if part in r.get("cpu_us_per_call", {})]
+        if values:
+            summary[f"cpu_{part}_us"] = statistics.median(values)
+    return summary
 
 
 def ratios(ire: Mapping[str, Any], floor: Mapping[str, Any]) -> dict[str, float]:

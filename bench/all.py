@@ -142,7 +142,8 @@ def run_loadgen(servers: Servers, server: str, scenario: Scenario, args: argpars
     argv = [
         sys.executable, "-m", "bench.loadgen", "--json", "--target", process.address, "--model", scenario.model,
         "--concurrency", str(scenario.concurrency), "--warmup", str(args.warmup), "--duration", str(args.duration),
-        "--batch", str(scenario.batch), "--width", str(scenario.width), "--samples", str(samples), *extra,
+        "--batch", str(scenario.batch), "--width", str(scenario.width), "--samples", str(samples),
+        "--cpu-pid", str(process.process.pid), *extra,
     ]  # fmt: skip
     first_calls = FIRST_CALL_TIMEOUT_SECONDS * (args.tenants if scenario.tenants else 1)
     bound = args.warmup + args.duration + first_calls + CALL_TIMEOUT_SECONDS + 30.0
@@ -212,13 +213,18 @@ def render(medians: dict[str, dict[str, Any]], rounds: int) -> str:
     lines = [
         f"Median of {rounds} round(s); every IRE security layer on; {IRE_BATCHED}: dynamic batching on.",
         "",
-        f"{'scenario':<13} {'server':<9} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>6}",
+        "CPU µs/call: CPU time per call of the server with its worker processes (srv) and of the",
+        "load generator (lg); the two cores are shared, so req/s follows their sum.",
+        "",
+        f"{'scenario':<13} {'server':<9} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>6}"
+        f" {'srv µs':>7} {'lg µs':>6}",
     ]
     for scenario, by_server in medians.items():
         for server, m in by_server.items():
             lines.append(
                 f"{scenario:<13} {server:<9} {m['throughput_rps']:>9.1f} {m['p50']:>8.3f} "
                 f"{m['p90']:>8.3f} {m['p99']:>8.3f} {int(m['errors']):>6}"
+                f" {m.get('cpu_server_us', float('nan')):>7.0f} {m.get('cpu_loadgen_us', float('nan')):>6.0f}"
             )
     lines += ["", f"{'scenario':<13} {'ratio':<20} {'req/s':>7} {'p50':>7} {'p99':>7}"]
     for scenario, by_server in medians.items():

@@ -4,9 +4,11 @@
 (batch 1 of the MLP unless ``--batch``/``--width`` say otherwise) in flight. With
 ``--tokens-file`` (one bearer token a line) calls go round-robin over the tokens: one
 tenant each in the many-tenants scenario. ``--samples`` writes the measured latencies
-(ms, one a line) for the plot. Calls completing during the warm-up are discarded; calls
-completing during the measured window give throughput and latency percentiles. It stops
-by itself after warm-up + duration (plus one call timeout for calls still in flight).
+(ms, one a line) for the plot. With ``--cpu-pid`` it also reports the CPU each call cost
+the server (that process and its children) and this load generator. Calls completing
+during the warm-up are discarded; calls completing during the measured window give
+throughput and latency percentiles. It stops by itself after warm-up + duration (plus
+one call timeout for calls still in flight).
 
     python -m bench.loadgen --target 127.0.0.1:8001 --concurrency 16 --duration 5 --json
 
@@ -22,12 +24,14 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import grpc
 import numpy as np
+import psutil
 
 from bench._address import require_loopback
+from bench._cpu import CpuSample, sample
 from protos.inference import grpc_predict_v2_pb2 as oip
 from protos.inference import grpc_predict_v2_pb2_grpc as oip_grpc
 from supervisor.client import build_request
@@ -61,6 +65,8 @@ class LoadResult:
     error_count: int
     throughput_rps: float
     latency_ms: dict[str, float]
+    # Microseconds of CPU per measured call: "server" and "loadgen" (with --cpu-pid only).
+    cpu_us_per_call: dict[str, float] = field(default_factory=dict)
 
 
 Metadata = tuple[tuple[str, str], ...]
@@ -116,6 +122,14 @@ async def _check_first_call(
         raise RuntimeError(f"got output shapes {shapes}, expected one output of {batch} row(s)")
 
 
+async def _sample_cpu(server_pid: int, window: Window) -> tuple[CpuSample, CpuSample]:
+    """CPU samples taken when the measured window opens and when it closes."""
+    await asyncio.sleep(max(0.0, window.measure_from - time.perf_counter()))
+    first = sample(server_pid)
+    await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
+    return first, sample(server_pid)
+
+
 async def run_load(
     target: str,
     tokens: list[str],
@@ -125,6 +139,7 @@ async def run_load(
     duration: float,
     batch: int = 1,
     width: int = INPUT_WIDTH,
+    cpu_pid: int | None = None,
 ) -> tuple[LoadResult, list[float]]:
     """The summary, and the measured latencies in milliseconds."""
     request = make_request(model, batch=batch, width=width)
@@ -135,8 +150,12 @@ async def run_load(
             await _check_first_call(stub, request, metadata(), batch)
         now = time.perf_counter()
         window = Window(measure_from=now + warmup, end=now + warmup + duration)
+        cpu = asyncio.create_task(_sample_cpu(cpu_pid, window)) if cpu_pid is not None else None
         await asyncio.gather(*(_worker(stub, request, metadata, window) for _ in range(concurrency)))
+        samples = await cpu if cpu is not None else None
     result = _summarise(target, model, concurrency, warmup, duration, window)
+    if samples is not None:
+        result = replace(result, cpu_us_per_call=samples[0].per_call_us(samples[1], result.requests))
     return result, [1000.0 * v for v in window.latencies]
 
 
@@ -174,6 +193,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tokens-file", help="one bearer token a line, used round-robin (overrides --token)")
     p.add_argument("--samples", help="write the measured latencies (ms, one a line) to this file")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--cpu-pid", type=int, help="also report CPU per call of this server process and its children")
     args = p.parse_args(argv)
     if args.concurrency < 1 or args.warmup < 0 or args.duration <= 0 or args.batch < 1 or args.width < 1:
         p.error("need --concurrency, --batch, --width >= 1, --warmup >= 0 and --duration > 0")
@@ -181,6 +201,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         require_loopback(args.target)
     except ValueError as exc:
         p.error(str(exc))
+    if args.cpu_pid is not None and not psutil.pid_exists(args.cpu_pid):
+        p.error(f"--cpu-pid {args.cpu_pid}: no such process")
     return args
 
 
@@ -195,7 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     # The hard bound: warm-up + duration, the first calls' allowance, one call timeout to drain.
     bound = args.warmup + args.duration + FIRST_CALL_TIMEOUT_SECONDS * max(1, len(tokens)) + CALL_TIMEOUT_SECONDS
     coro = run_load(
-        args.target, tokens, args.model, args.concurrency, args.warmup, args.duration, args.batch, args.width
+        args.target,
+        tokens,
+        args.model,
+        args.concurrency,
+        args.warmup,
+        args.duration,
+        args.batch,
+        args.width,
+        args.cpu_pid,
     )
     try:
         result, samples = asyncio.run(asyncio.wait_for(coro, bound))
@@ -215,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             f"p50 {lat['p50']:.3f} ms, p90 {lat['p90']:.3f} ms, p99 {lat['p99']:.3f} ms, "
             f"{result.requests} ok, errors {result.errors or 0}"
         )
+        if cpu := result.cpu_us_per_call:
+            print(f"CPU per call: server {cpu['server']:.0f} µs, loadgen {cpu['loadgen']:.0f} µs")
     return 0
 
 
