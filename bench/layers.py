@@ -1,0 +1,174 @@
+"""What each layer of the prediction path costs inside the real server, under load.
+
+Each layer timed alone (bench.audit, bench.policy) costs a few microseconds; the server
+under load pays more for it, because every process shares the two cores and its caches.
+This runs, alternated round after round at one concurrency (16 by default):
+
+- ``floor`` and ``floor-proc``, the references of bench.all;
+- ``ire``: ``ire serve`` as shipped;
+- ``-audit``, ``-policy``, ``-quota``, ``-metrics``: the same server with that one layer
+  switched off (bench._unsafe_layer_server, a benchmark-only entry point);
+- ``hop-only``: ``ModelInfer`` cut down to the worker round trip (no token, policy,
+  quota, tensor checks, audit or metrics), the cost of isolation alone.
+
+For each it reports req/s, the ratio to the floor, and the CPU per call of the server
+(with its workers) and of the load generator. A layer's cost is how much CPU per call
+the server saves without it. Results go to bench/results/layers-<UTC>.json.
+
+    python -m bench.layers [--rounds 3] [--duration 4] [--concurrency 16]
+
+Exit status: 0 clean; 1 the benchmark could not run; 3 it ran but some calls failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import _report
+from bench._environment import describe
+from bench._procs import ServerProcess, ServerStartError, start_server, stop
+from bench._setup import MODEL, make_bench_home
+from bench.loadgen import CALL_TIMEOUT_SECONDS, FIRST_CALL_TIMEOUT_SECONDS, TOKEN_ENV
+from bench.serve import BenchError
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+START_TIMEOUT_SECONDS = 60.0
+EXIT_FAILED, EXIT_CALL_ERRORS = 1, 3
+IRE_PATTERN, FLOOR_PATTERN = r"IRE serving on (\S+)", r"FLOOR serving on (\S+)"
+# Variant name -> the layers bench._unsafe_layer_server switches off.
+WITHOUT = {
+    "-audit": ["audit"],
+    "-policy": ["policy"],
+    "-quota": ["quota"],
+    "-metrics": ["metrics"],
+    "hop-only": ["all"],
+}
+
+
+def _servers(model_path: Path, home_root: Path) -> dict[str, tuple[list[str], dict[str, str], str]]:
+    base = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "IRE_HOME")}
+    # Dynamic batching off: the shipped default, and what the floor ratio target is about.
+    ire_env = dict(base, IRE_HOME=str(home_root), IRE_WORKERS__DYNAMIC_BATCHING="false")
+    floor = [sys.executable, "-m", "bench.floor_server", "--model", str(model_path), "--name", MODEL]
+    found = {
+        "floor": (floor, base, FLOOR_PATTERN),
+        "floor-proc": ([*floor, "--worker-process"], base, FLOOR_PATTERN),
+        "ire": ([sys.executable, "-m", "supervisor", "serve", "--listen", "127.0.0.1:0"], ire_env, IRE_PATTERN),
+    }
+    for name, layers in WITHOUT.items():
+        switches = (arg for layer in layers for arg in ("--without", layer))
+        argv = [sys.executable, "-m", "bench._unsafe_layer_server", *switches]
+        found[name] = (argv, ire_env, IRE_PATTERN)
+    return found
+
+
+def _run_once(server: ServerProcess, token: str, args: argparse.Namespace) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "IRE_HOME"}
+    env[TOKEN_ENV] = token
+    argv = [
+        sys.executable, "-m", "bench.loadgen", "--json", "--target", server.address, "--model", MODEL,
+        "--concurrency", str(args.concurrency), "--warmup", str(args.warmup), "--duration", str(args.duration),
+        "--cpu-pid", str(server.process.pid),
+    ]  # fmt: skip
+    bound = args.warmup + args.duration + FIRST_CALL_TIMEOUT_SECONDS + CALL_TIMEOUT_SECONDS + 30.0
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, timeout=bound)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"loadgen against {server.name} ran past {exc.timeout:.0f} s") from exc
+    if proc.returncode != 0:
+        raise BenchError(f"loadgen against {server.name} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return dict(json.loads(proc.stdout))
+
+
+def render(medians: dict[str, dict[str, Any]], concurrency: int, rounds: int) -> str:
+    floor, ire = medians["floor"], medians["ire"]
+    lines = [
+        f"MLP batch 1, concurrency {concurrency}, median of {rounds} round(s). CPU µs per call: the server",
+        "with its workers (srv) and the load generator (lg). A layer's cost: the srv µs saved without it.",
+        "",
+        f"{'server':<11} {'req/s':>8} {'/floor':>7} {'srv µs':>7} {'lg µs':>6} {'saved µs':>9} {'errors':>6}",
+    ]
+    for name, m in medians.items():
+        srv, lg = m.get("cpu_server_us", float("nan")), m.get("cpu_loadgen_us", float("nan"))
+        saved = ire.get("cpu_server_us", float("nan")) - srv if name in WITHOUT else float("nan")
+        saved_text = f"{saved:>9.0f}" if saved == saved else f"{'':>9}"
+        lines.append(
+            f"{name:<11} {m['throughput_rps']:>8.0f} {m['throughput_rps'] / floor['throughput_rps']:>7.3f}"
+            f" {srv:>7.0f} {lg:>6.0f} {saved_text} {int(m['errors']):>6}"
+        )
+    return "\n".join(lines)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.layers", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=3, help="alternations of the servers (default 3)")
+    p.add_argument("--duration", type=float, default=4.0, help="measured seconds per run (default 4)")
+    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run (default 1)")
+    p.add_argument("--concurrency", type=int, default=16, help="calls in flight (default 16)")
+    args = p.parse_args(argv)
+    if args.rounds < 1 or args.duration <= 0 or args.warmup < 0 or args.concurrency < 1:
+        p.error("need --rounds >= 1, --duration > 0, --warmup >= 0 and --concurrency >= 1")
+    return args
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="ire-bench-layers-"))
+    runs: dict[str, list[dict[str, Any]]] = {}
+    try:
+        home = make_bench_home(workdir / "bench", token_ttl_seconds=3600)
+        servers = _servers(home.model_path, home.home.root)
+        for round_ in range(args.rounds):
+            for name, (command, env, pattern) in servers.items():
+                print(f"  {name:<11} round {round_ + 1}/{args.rounds} ...", flush=True)
+                # One server at a time, started afresh: an idle peer would still take CPU.
+                server = start_server(name, command, env, pattern, workdir, START_TIMEOUT_SECONDS, cwd=REPO)
+                try:
+                    runs.setdefault(name, []).append(_run_once(server, home.token, args))
+                finally:
+                    stop(server.process)
+    except (BenchError, ServerStartError) as exc:
+        print(f"bench.layers: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    medians = {name: _report.median_of_rounds(results) for name, results in runs.items()}
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"layers-{stamp}.json"
+    document = {
+        "benchmark": "layers",
+        "timestamp": stamp,
+        "argv": sys.argv,
+        "settings": vars(args),
+        "environment": describe(REPO),
+        "medians": medians,
+        "runs": runs,
+        "elapsed_s": time.monotonic() - started,
+    }
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    print()
+    print(render(medians, args.concurrency, args.rounds))
+    print(f"\nresults: {path}\nelapsed: {time.monotonic() - started:.0f} s")
+    return EXIT_CALL_ERRORS if any(m["errors"] for m in medians.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
