@@ -11,15 +11,15 @@ costs the tenant nothing. Which limits give back on failure:
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from supervisor.errors import QuotaExceededError
 from supervisor.quota.limits import QuotaLimits
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(NamedTuple):
+    # A NamedTuple, as Ticket below: several are made per call, and a frozen dataclass
+    # costs more to build.
     in_flight: int
     daily_used: int
     day: int
@@ -29,8 +29,7 @@ class Usage:
         return {"in_flight": self.in_flight, "daily_used": self.daily_used, "rate_tokens": round(self.rate_tokens, 3)}
 
 
-@dataclass(frozen=True)
-class Ticket:
+class Ticket(NamedTuple):
     """What one admitted call holds until it is released, and the usage it left behind."""
 
     tenant: str
