@@ -116,15 +116,18 @@ class Worker:
         session = self._sessions.get(request.model_key)
         if session is None:
             return _error(_Code.NOT_LOADED, f"model {request.model_key} is not loaded")
+        names = list(request.outputs)
         feeds = {t.name: _to_array(t) for t in request.inputs}
         try:
-            arrays = session.run(list(request.outputs), feeds)
+            arrays = session.run(names, feeds)
         except Exception as exc:
             raise _BadRequestError(f"{type(exc).__name__}: {exc}") from exc
-        result = pb.InferResult()
-        for name, array in zip(request.outputs, arrays, strict=True):
-            result.outputs.append(_from_array(name, np.asarray(array)))
-        return pb.FromWorker(result=result)
+        # Built in place: appending a finished Tensor, then wrapping the result, copies both.
+        reply = pb.FromWorker()
+        outputs = reply.result.outputs
+        for name, array in zip(names, arrays, strict=True):
+            _fill_tensor(outputs.add(), name, np.asarray(array))
+        return reply
 
 
 def _error(code: pb.WorkerError.Code, detail: str) -> pb.FromWorker:
@@ -141,12 +144,14 @@ def _to_array(tensor: pb.Tensor) -> np.ndarray:
         raise _BadRequestError(f"input {tensor.name!r}: {exc}") from exc
 
 
-def _from_array(name: str, array: np.ndarray) -> pb.Tensor:
+def _fill_tensor(tensor: pb.Tensor, name: str, array: np.ndarray) -> None:
     datatype = NUMPY_TO_OIP.get(array.dtype)
     if datatype is None:
         raise _BadRequestError(f"output {name!r} has dtype {array.dtype}, which OIP cannot carry")
-    data = np.ascontiguousarray(array, dtype=OIP_TO_NUMPY[datatype]).tobytes()
-    return pb.Tensor(name=name, datatype=datatype, shape=array.shape, data=data)
+    tensor.name = name
+    tensor.datatype = datatype
+    tensor.shape.extend(array.shape)
+    tensor.data = np.ascontiguousarray(array, dtype=OIP_TO_NUMPY[datatype]).tobytes()
 
 
 class FrameReader:
