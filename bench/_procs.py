@@ -13,10 +13,20 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 POLL_SECONDS = 0.05
 # SIGTERM grace before SIGKILL; `ire serve` itself waits up to server.grace_seconds (10 s).
 STOP_TIMEOUT_SECONDS = 30.0
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that a benchmark stops its servers and removes its home."""
+
+    def _exit(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 class ServerStartError(RuntimeError):

@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from typing import Any
 
 from bench import _report, mlserver_env
 from bench._environment import describe
-from bench._procs import ServerProcess, ServerStartError, start_server, stop
+from bench._procs import ServerProcess, ServerStartError, exit_on_sigterm, start_server, stop
 from bench._setup import LARGE_HIDDEN, LARGE_MODEL, MODEL, BenchHome, make_bench_home
 from bench._targets import render_targets, targets
 from bench.loadgen import CALL_TIMEOUT_SECONDS, FIRST_CALL_TIMEOUT_SECONDS, TOKEN_ENV
@@ -293,13 +292,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    exit_on_sigterm()
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="ire-bench-all-"))
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from typing import Any
 
 from bench import _report
 from bench._environment import describe
-from bench._procs import ServerProcess, ServerStartError, start_server, stop
+from bench._procs import ServerProcess, ServerStartError, exit_on_sigterm, start_server, stop
 from bench._setup import MODEL, make_bench_home
 from bench.loadgen import CALL_TIMEOUT_SECONDS, FIRST_CALL_TIMEOUT_SECONDS, TOKEN_ENV
 from bench.serve import BenchError
@@ -122,13 +121,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    exit_on_sigterm()
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="ire-bench-layers-"))
     runs: dict[str, list[dict[str, Any]]] = {}

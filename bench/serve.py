@@ -17,18 +17,16 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from bench import _report
 from bench._environment import describe
-from bench._procs import ServerProcess, ServerStartError, start_server, stop
+from bench._procs import ServerProcess, ServerStartError, exit_on_sigterm, start_server, stop
 from bench._setup import MODEL, make_bench_home
 from bench.loadgen import CALL_TIMEOUT_SECONDS, FIRST_CALL_TIMEOUT_SECONDS, TOKEN_ENV
 
@@ -45,11 +43,6 @@ Medians = dict[int, dict[str, dict[str, Any]]]  # [concurrency][server] -> _repo
 
 class BenchError(RuntimeError):
     """The benchmark could not produce a result (a server or the load generator failed)."""
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    """Turn SIGTERM into SystemExit so the servers and the temp home are cleaned up."""
-    raise SystemExit(128 + signum)
 
 
 def _loadgen_bound(warmup: float, duration: float) -> float:
@@ -181,7 +174,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    exit_on_sigterm()
     workdir = Path(tempfile.mkdtemp(prefix="ire-bench-"))
     try:
         runs, medians = benchmark(args, workdir)
