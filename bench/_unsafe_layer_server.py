@@ -17,10 +17,17 @@ from typing import Any
 LAYERS = ("audit", "policy", "quota", "metrics", "all")
 
 
+def _replace(cls: type, name: str, value: Any) -> None:
+    """Set ``cls.name``, which must exist: a renamed method must not leave a layer on unnoticed."""
+    if not callable(getattr(cls, name, None)):
+        raise SystemExit(f"bench._unsafe_layer_server: {cls.__qualname__}.{name} is gone; update this file")
+    setattr(cls, name, value)
+
+
 def _without_audit() -> None:
     from supervisor.audit.writer import AuditWriter
 
-    AuditWriter.append = lambda self, record: None  # type: ignore[method-assign]
+    _replace(AuditWriter, "append", lambda self, record: None)
 
 
 def _without_policy() -> None:
@@ -29,7 +36,7 @@ def _without_policy() -> None:
     async def allow(self: Any, *args: Any) -> None:
         return None
 
-    InferenceService._authorize = allow  # type: ignore[method-assign]
+    _replace(InferenceService, "_authorize", allow)
 
 
 def _without_quota() -> None:
@@ -38,7 +45,7 @@ def _without_quota() -> None:
     async def admit(self: Any, tenant: str, request_bytes: int, batch: int) -> None:
         return None  # Quotas.release accepts None: the unsafe fail-open path
 
-    Quotas.admit = admit  # type: ignore[method-assign]
+    _replace(Quotas, "admit", admit)
 
 
 def _without_metrics() -> None:
@@ -50,7 +57,7 @@ def _without_metrics() -> None:
         original(self, *args, **kwargs)
         self._metrics = None
 
-    CallRunner.__init__ = init  # type: ignore[method-assign]
+    _replace(CallRunner, "__init__", init)
 
 
 def _without_all() -> None:
@@ -75,7 +82,7 @@ def _without_all() -> None:
         result = await service._pool.infer(found["tenant"], model.sha256, lambda: service._load_bytes(model), message)
         return encode_response(request, model.version, result)
 
-    InferenceServicer.ModelInfer = model_infer  # type: ignore[method-assign]
+    _replace(InferenceServicer, "ModelInfer", model_infer)
 
 
 PATCHES: dict[str, Callable[[], None]] = {
