@@ -44,6 +44,16 @@ def _ping() -> pb.ToWorker:
     return pb.ToWorker(ping=pb.Ping())
 
 
+def _pong(call_id: int) -> bytes:
+    """The worker's framed answer to ping ``call_id``."""
+    return encode_frame(pb.FromWorker(id=call_id, pong=pb.Pong()).SerializeToString())
+
+
+def _request_id(peer: socket.socket, max_frame: int = 1024) -> int:
+    """The id of the next request the supervisor sent (``peer`` blocking)."""
+    return pb.ToWorker.FromString(read_frame(peer, max_frame) or b"").id
+
+
 def test_oversized_frame_from_worker_ends_connection(run_on: Runner) -> None:
     async def case() -> None:
         conn, peer = await _open(_hello())
@@ -77,7 +87,7 @@ def test_reply_to_unknown_request_id_ends_connection(run_on: Runner) -> None:
         conn, peer = await _open(_hello())
         call = asyncio.create_task(conn.request(_ping(), timeout=5))
         await asyncio.sleep(0.05)
-        peer.sendall(encode_frame(pb.FromWorker(id=999, pong=pb.Pong()).SerializeToString()))
+        peer.sendall(_pong(999))
         with pytest.raises(WorkerCrashedError):
             await call
         peer.close()
@@ -88,7 +98,7 @@ def test_reply_to_unknown_request_id_ends_connection(run_on: Runner) -> None:
 def test_first_frame_must_be_hello(run_on: Runner) -> None:
     async def case() -> None:
         with pytest.raises(WorkerProtocolError, match="expected 'hello'"):
-            await _open(encode_frame(pb.FromWorker(id=0, pong=pb.Pong()).SerializeToString()))
+            await _open(_pong(0))
 
     run_on(case())
 
@@ -100,9 +110,9 @@ def test_replies_are_matched_by_id_out_of_order(run_on: Runner) -> None:
         second = asyncio.create_task(conn.request(_ping(), timeout=5))
         await asyncio.sleep(0.05)
         peer.setblocking(True)
-        ids = [pb.ToWorker.FromString(read_frame(peer, 1024) or b"").id for _ in range(2)]
+        ids = [_request_id(peer) for _ in range(2)]
         for request_id in reversed(ids):
-            peer.sendall(encode_frame(pb.FromWorker(id=request_id, pong=pb.Pong()).SerializeToString()))
+            peer.sendall(_pong(request_id))
         assert (await first).id == ids[0]
         assert (await second).id == ids[1]
         peer.close()
@@ -116,13 +126,11 @@ def test_late_reply_to_abandoned_call_is_dropped(run_on: Runner) -> None:
         with pytest.raises(TimeoutError):
             await conn.request(_ping(), timeout=0.05)
         peer.setblocking(True)
-        late = pb.ToWorker.FromString(read_frame(peer, 1024) or b"")
-        peer.sendall(encode_frame(pb.FromWorker(id=late.id, pong=pb.Pong()).SerializeToString()))
+        peer.sendall(_pong(_request_id(peer)))
         await asyncio.sleep(0.05)
         assert conn.alive
         call = asyncio.create_task(conn.request(_ping(), timeout=5))
-        nxt = pb.ToWorker.FromString(await asyncio.to_thread(read_frame, peer, 1024) or b"")
-        peer.sendall(encode_frame(pb.FromWorker(id=nxt.id, pong=pb.Pong()).SerializeToString()))
+        peer.sendall(_pong(await asyncio.to_thread(_request_id, peer)))
         assert (await call).WhichOneof("body") == "pong"
         peer.close()
 
@@ -139,8 +147,7 @@ def test_cancelled_caller_abandons_its_call_and_the_connection_lives(run_on: Run
             await call
         assert conn.in_flight == 0
         peer.setblocking(True)
-        late = pb.ToWorker.FromString(read_frame(peer, 1024) or b"")
-        peer.sendall(encode_frame(pb.FromWorker(id=late.id, pong=pb.Pong()).SerializeToString()))
+        peer.sendall(_pong(_request_id(peer)))
         await asyncio.sleep(0.05)
         assert conn.alive  # the late reply to the cancelled call is dropped, not a violation
         peer.close()
@@ -155,8 +162,7 @@ def test_many_calls_in_flight_share_no_timers_after_replies(run_on: Runner) -> N
         await asyncio.sleep(0.05)
         peer.setblocking(True)
         for _ in range(20):
-            request = pb.ToWorker.FromString(read_frame(peer, 1 << 16) or b"")
-            peer.sendall(encode_frame(pb.FromWorker(id=request.id, pong=pb.Pong()).SerializeToString()))
+            peer.sendall(_pong(_request_id(peer, 1 << 16)))
         assert all(r.WhichOneof("body") == "pong" for r in await asyncio.gather(*calls))
         await asyncio.sleep(0.3)  # past every call's timeout: a timer left armed would do nothing
         assert conn.alive and conn.in_flight == 0
@@ -173,9 +179,9 @@ def test_replies_split_across_reads_or_joined_in_one_are_each_delivered_once(run
         calls = [asyncio.create_task(conn.request(_ping(), timeout=5)) for _ in range(4)]
         await asyncio.sleep(0.05)
         peer.setblocking(True)
-        ids = [pb.ToWorker.FromString(read_frame(peer, 1 << 20) or b"").id for _ in range(4)]
+        ids = [_request_id(peer, 1 << 20) for _ in range(4)]
         big = pb.FromWorker(id=ids[3], error=pb.WorkerError(detail="x" * 300_000))  # many reads
-        frames = [encode_frame(pb.FromWorker(id=i, pong=pb.Pong()).SerializeToString()) for i in ids[:3]]
+        frames = [_pong(i) for i in ids[:3]]
         stream = b"".join(frames) + encode_frame(big.SerializeToString())
         # Two whole frames and a header cut in two; then the rest a few bytes at a time, then
         # the large frame's remainder in one write.
