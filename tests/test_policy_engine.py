@@ -426,6 +426,9 @@ class FakeEngine:
             await asyncio.sleep(10)
         return Evaluation(self.behaviour, "fake-rev")
 
+    def stable_revision(self, query: Query) -> str | None:
+        return None
+
     async def close(self) -> None:
         pass
 
@@ -462,6 +465,118 @@ async def test_denial_reasons_hidden_when_configured() -> None:
     assert str(hidden.value) == "denied by policy"
     assert hidden.value.reasons == ("tenant is over budget",)
     assert record.detail["policy"]["reasons"] == ["tenant is over budget"]
+
+
+# Reusing an allowing decision for the same call shape (Authorizer.authorize)
+
+
+class CountingEngine(EmbeddedEngine):
+    """The embedded engine, counting the decisions it is actually asked for."""
+
+    evaluations = 0
+
+    async def evaluate(self, query: Query, document: Mapping[str, Any]) -> Evaluation:
+        self.evaluations += 1
+        return await super().evaluate(query, document)
+
+
+def _counting(tmp_path: Path, policy: str, *, cache: bool = True) -> CountingEngine:
+    compiled, _ = compile_policy(load_policy_set(_write(tmp_path, {"authz.rego": policy, "t_test.rego": SLOW_TEST})))
+    return CountingEngine(compiled, timeout_seconds=2.0, cache=DecisionCache(100) if cache else None)
+
+
+TIER_POLICY = """package ire.authz
+
+decision := {"allow": true, "reasons": []} if input.tenant.tier == "standard"
+decision := {"allow": false, "reasons": ["tier"]} if input.tenant.tier != "standard"
+"""
+
+
+async def test_allow_reused_only_for_the_same_principal_tenant_model_and_request(tmp_path: Path) -> None:
+    engine = _counting(tmp_path, TIER_POLICY)
+    authorizer = Authorizer(engine)
+    model, facts = _model("acme"), RequestFacts(bytes=10, batch=1, peer="10.0.0.1")
+    first, second = _record(), _record()
+    await authorizer.authorize("predict", PRINCIPAL, TENANT, first, model=model, request=facts)
+    await authorizer.authorize("predict", PRINCIPAL, TENANT, second, model=model, request=facts)
+    assert engine.evaluations == 1
+    assert second.detail["policy"] == first.detail["policy"]  # audited in full all the same
+    assert second.detail["policy"]["decision"] == "allow"
+    # Anything else decides afresh: other facts, action, model, principal or tenant object.
+    await authorizer.authorize("predict", PRINCIPAL, TENANT, _record(), model=model, request=facts._replace(batch=2))
+    await authorizer.authorize("model_ready", PRINCIPAL, TENANT, _record(), model=model, request=facts)
+    await authorizer.authorize("predict", PRINCIPAL, TENANT, _record(), model=_model("acme"), request=facts)
+    assert engine.evaluations == 4
+    # The registry re-read the tenant, now on another tier: a new object, a new decision.
+    moved = Tenant(name="acme", tier="free", created_at=0.0, number=1, labels=(("team", "ml"),))
+    with pytest.raises(PolicyDeniedError, match="tier"):
+        await authorizer.authorize("predict", PRINCIPAL, moved, _record(), model=model, request=facts)
+    assert engine.evaluations == 5
+
+
+async def test_denial_is_decided_every_time_never_reused(tmp_path: Path) -> None:
+    engine = _counting(tmp_path, TIER_POLICY)
+    authorizer = Authorizer(engine)
+    free = Tenant(name="acme", tier="free", created_at=0.0, number=1)
+    for _ in range(3):
+        record = _record()
+        with pytest.raises(PolicyDeniedError):
+            await authorizer.authorize("predict", PRINCIPAL, free, record, model=_model("acme"))
+        assert record.detail["policy"]["decision"] == "deny"
+    assert engine.evaluations == 3
+
+
+async def test_new_revision_is_never_answered_by_a_decision_of_the_old_one(tmp_path: Path) -> None:
+    engine = _counting(tmp_path / "a", ALLOW_ALL)
+    authorizer = Authorizer(engine)
+    model = _model("acme")
+    await authorizer.authorize("predict", PRINCIPAL, TENANT, _record(), model=model)
+    deny_all = 'package ire.authz\n\ndecision := {"allow": false, "reasons": ["closed"]}\n'
+    compiled, _ = compile_policy(
+        load_policy_set(_write(tmp_path / "b", {"authz.rego": deny_all, "t_test.rego": SLOW_TEST}))
+    )
+    engine.activate(compiled)
+    record = _record()
+    with pytest.raises(PolicyDeniedError, match="closed"):
+        await authorizer.authorize("predict", PRINCIPAL, TENANT, record, model=model)
+    assert record.detail["policy"]["revision"] == compiled.revision
+
+
+class _OneInFlight:
+    def usage(self, tenant: str) -> Mapping[str, Any]:
+        return {"in_flight": 1}
+
+
+@pytest.mark.parametrize(
+    ("policy", "cache"),
+    [
+        pytest.param(
+            'package ire.authz\n\ndecision := {"allow": input.usage.in_flight < 100, "reasons": []}\n',
+            True,
+            id="reads_usage",
+        ),
+        pytest.param(
+            'package ire.authz\n\ndecision := {"allow": input.time.ns > 0, "reasons": []}\n', True, id="reads_time"
+        ),
+        pytest.param(
+            'package ire.authz\n\ndecision := {"allow": count(input.resource) == 0, "reasons": []}\n',
+            True,
+            id="reads_resource",
+        ),
+        pytest.param(ALLOW_ALL, False, id="decision_cache_off"),
+    ],
+)
+async def test_decisions_that_can_change_between_calls_are_never_reused(
+    tmp_path: Path, policy: str, cache: bool
+) -> None:
+    # Usage (quota counters) and time change from one call to the next for the same
+    # caller; an operator who turned the decision cache off wants every call decided.
+    engine = _counting(tmp_path, policy, cache=cache)
+    assert engine.stable_revision(Query.AUTHZ) is None
+    authorizer = Authorizer(engine, usage=_OneInFlight())
+    for _ in range(2):
+        await authorizer.authorize("predict", PRINCIPAL, TENANT, _record(), model=_model("acme"))
+    assert engine.evaluations == 2
 
 
 def test_policy_set_files_sorted_and_tests_excluded_from_modules() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -31,6 +31,15 @@ __all__ = ["AUDIT_KEY", "Authorizer"]
 #: Where the decision goes in ``AuditRecord.detail``.
 AUDIT_KEY = "policy"
 _DENIED = "denied by policy"
+# Allowing decisions kept for reuse (see Authorizer.authorize); the map is dropped past this.
+MAX_REUSED_DECISIONS = 4096
+
+
+class _Reused(NamedTuple):
+    principal: Principal
+    tenant: Tenant
+    model: ModelRecord | None
+    decision: Decision
 
 
 class Authorizer:
@@ -46,6 +55,7 @@ class Authorizer:
         self._show_reasons = show_reasons
         self._usage = usage
         self._clock_ns = clock_ns
+        self._reused: dict[tuple[Any, ...], _Reused] = {}
 
     @property
     def engine(self) -> PolicyEngine:
@@ -62,7 +72,26 @@ class Authorizer:
         request: RequestFacts | None = None,
         resource: Mapping[str, Any] | None = None,
     ) -> Decision:
-        """Decide ``action`` with ``ire.authz``; return the allowing decision or raise."""
+        """Decide ``action`` with ``ire.authz``; return the allowing decision or raise.
+
+        When the revision's decisions depend only on the call's action, principal, tenant,
+        model and request facts (``engine.stable_revision``), an allowing decision is
+        reused for the same principal, tenant and model objects and the same facts,
+        without building the input document again. Those objects are the token cache's
+        and the registry cache's, immutable: a changed tenant, model or token is a new
+        object, and a new revision is a new key. Their ids are safe in the key because the
+        entry holds the objects, so no other object can take an id while it is there.
+        A denial is never reused: it is decided, logged and audited every time.
+        """
+        revision = self._engine.stable_revision(Query.AUTHZ) if resource is None else None
+        key: tuple[Any, ...] = ()
+        if revision is not None:
+            key = (revision, action, id(principal), id(tenant), id(model), request)
+            reused = self._reused.get(key)
+            same = reused is not None and reused.principal is principal and reused.tenant is tenant
+            if reused is not None and same and reused.model is model:
+                self._audit(record, Query.AUTHZ, reused.decision)
+                return reused.decision
         document = build_input(
             action,
             principal,
@@ -73,7 +102,12 @@ class Authorizer:
             usage=self._usage.usage(tenant.name),
             resource=resource,
         )
-        return await self.decide(Query.AUTHZ, document, record)
+        decision = await self.decide(Query.AUTHZ, document, record)
+        if revision is not None and decision.revision == revision:
+            if len(self._reused) >= MAX_REUSED_DECISIONS:
+                self._reused.clear()
+            self._reused[key] = _Reused(principal, tenant, model, decision)
+        return decision
 
     async def admit(
         self,
@@ -101,18 +135,21 @@ class Authorizer:
         except Exception as exc:
             self._unavailable(record, query, "crash", repr(exc))
             raise PolicyUnavailableError(UNAVAILABLE) from exc
-        record.detail[AUDIT_KEY] = {
-            "engine": engine.name,
-            "query": query.value,
-            "revision": decision.revision,
-            "decision": "allow" if decision.allow else "deny",
-            "reasons": list(decision.reasons),
-        }
+        self._audit(record, query, decision)
         if not decision.allow:
             log.info("policy denied", query=query.value, revision=decision.revision[:12], reasons=decision.reasons)
             shown = _DENIED + (": " + "; ".join(decision.reasons) if self._show_reasons and decision.reasons else "")
             raise PolicyDeniedError(shown, decision.reasons)
         return decision
+
+    def _audit(self, record: AuditRecord, query: Query, decision: Decision) -> None:
+        record.detail[AUDIT_KEY] = {
+            "engine": self._engine.name,
+            "query": query.value,
+            "revision": decision.revision,
+            "decision": "allow" if decision.allow else "deny",
+            "reasons": list(decision.reasons),
+        }
 
     def _unavailable(self, record: AuditRecord, query: Query, cause: str, error: str) -> None:
         revision = self._engine.revision

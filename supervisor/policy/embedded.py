@@ -60,10 +60,15 @@ class _ThreadEngine(threading.local):
 
 
 Projector = Callable[[Mapping[str, Any]], dict[str, Any]]
+# Parts of the input that change from call to call for the same caller, model and request.
+_VOLATILE = frozenset({"usage", "time", "resource"})
 
 
-def _serving(compiled: CompiledPolicy) -> tuple[CompiledPolicy, Projector | None]:
-    return compiled, (projector(compiled.reads) if compiled.reads is not None else None)
+def _serving(compiled: CompiledPolicy, cached: bool) -> tuple[CompiledPolicy, Projector | None, bool]:
+    """The revision, its input projection, and whether its decisions may be reused."""
+    reads = compiled.reads
+    stable = cached and reads is not None and not any(path[0] in _VOLATILE for path in reads)
+    return compiled, (projector(reads) if reads is not None else None), stable
 
 
 class EmbeddedEngine:
@@ -71,7 +76,7 @@ class EmbeddedEngine:
 
     def __init__(self, compiled: CompiledPolicy, *, timeout_seconds: float, cache: DecisionCache | None = None) -> None:
         # The revision and its input projection, swapped together as one value.
-        self._serving = _serving(compiled)
+        self._serving = _serving(compiled, cache is not None)
         self._timeout = timeout_seconds
         self._cache = cache
         self._local = _ThreadEngine()
@@ -99,13 +104,13 @@ class EmbeddedEngine:
         except Exception as exc:
             self._local.reset()
             raise PolicySetError(f"revision {compiled.policy_set.short} does not load: {error_text(exc)}") from exc
-        self._serving = _serving(compiled)
+        self._serving = _serving(compiled, self._cache is not None)
         if self._cache is not None:
             self._cache.clear()  # keys carry the revision; this only frees the memory
 
     def decide(self, query: Query, document: Mapping[str, Any]) -> Evaluation:
         """Evaluate in the calling thread; PolicyEngineError on failure or past the deadline."""
-        compiled, project = self._serving
+        compiled, project, _ = self._serving
         if query not in compiled.queries:
             raise PolicyEngineError(f"revision {compiled.policy_set.short} defines no {query.rule}", "undefined")
         key = None
@@ -143,6 +148,12 @@ class EmbeddedEngine:
 
     async def evaluate(self, query: Query, document: Mapping[str, Any]) -> Evaluation:
         return self.decide(query, document)
+
+    def stable_revision(self, query: Query) -> str | None:
+        """The revision, when the decision cache is on and the revision reads none of
+        ``usage``, ``time`` and ``resource`` (and every path it reads is known)."""
+        compiled, _, stable = self._serving
+        return compiled.revision if stable and query in compiled.queries else None
 
     async def close(self) -> None:
         self._local.reset()

@@ -53,6 +53,15 @@ class PolicyEngine(Protocol):
 
     async def evaluate(self, query: Query, document: Mapping[str, Any]) -> Evaluation: ...
 
+    def stable_revision(self, query: Query) -> str | None:
+        """The revision in force, if its decisions on ``query`` may be reused.
+
+        That is, when a decision depends only on the call's action, principal, tenant,
+        model and request facts (no usage, time or resource), and the engine caches
+        decisions at all. ``None`` otherwise: every call is then decided afresh.
+        """
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -107,6 +107,9 @@ class RemoteEngine:
         # OPA omits "result" when the rule is undefined: that is no decision, not a deny.
         return Evaluation(response.get("result"), self._revision)
 
+    def stable_revision(self, query: Query) -> str | None:
+        return None  # OPA decides every call; its own caches are OPA's business
+
     async def close(self) -> None:
         if self._started:
             await self._client.close_connection()
