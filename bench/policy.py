@@ -6,7 +6,10 @@
    uncached: input document in, checked value out (JSON encoding, regorus, JSON decoding).
    Compiled RVM path and interpreter side by side; the cached path for reference.
 2. Step: ``await Authorizer.authorize`` inside an event loop, as the server runs it:
-   building the input document, the decision, the audit detail. Uncached and cached.
+   building the input document, the decision, the audit detail. Uncached; a decision
+   cache hit (a tenant record equal to the last one but not the same object, as after
+   the registry re-reads it); and a reused decision (the same principal, tenant and
+   model objects as the last call, as for a client calling again).
 3. End to end: ``ire serve`` with the shipped set (cache on, and cache off) against the
    same server with a trivially-allowing set, at concurrency 1, alternating servers within
    each round; the p50 difference is what the policy adds to a prediction.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import json
 import os
@@ -131,13 +135,15 @@ def measure_decisions(count: int) -> dict[str, Any]:
     }
 
 
-async def _step(authorizer: Authorizer, count: int) -> dict[str, float]:
+async def _step(authorizer: Authorizer, count: int, *, same_objects: bool = True) -> dict[str, float]:
     model = _model(TENANT)
     samples = []
     for i in range(count + 1000):
         record = AuditRecord(time=0.0, request_id="r", action="predict")
+        # An equal copy is another object: the decision cache answers, not decision reuse.
+        tenant = BENCH_TENANT if same_objects else dataclasses.replace(BENCH_TENANT)
         started = time.perf_counter_ns()
-        await authorizer.authorize("predict", PRINCIPAL, BENCH_TENANT, record, model=model, request=REQUEST)
+        await authorizer.authorize("predict", PRINCIPAL, tenant, record, model=model, request=REQUEST)
         if i >= 1000:
             samples.append(time.perf_counter_ns() - started)
     return _percentiles(samples)
@@ -147,7 +153,11 @@ def measure_step(count: int) -> dict[str, Any]:
     compiled, _ = compile_policy(load_policy_set(SHIPPED), use_vm=True)
     uncached = Authorizer(EmbeddedEngine(compiled, timeout_seconds=1.0))
     cached = Authorizer(EmbeddedEngine(compiled, timeout_seconds=1.0, cache=DecisionCache(1000)))
-    return {"uncached": asyncio.run(_step(uncached, count)), "cached": asyncio.run(_step(cached, count))}
+    return {
+        "uncached": asyncio.run(_step(uncached, count)),
+        "cached": asyncio.run(_step(cached, count, same_objects=False)),
+        "reused": asyncio.run(_step(cached, count)),
+    }
 
 
 def _start(name: str, home: Path, env: dict[str, str], workdir: Path) -> ServerProcess:
@@ -234,9 +244,11 @@ def render(result: dict[str, Any]) -> str:
         )
     s = result["step"]
     lines += ["", "Policy step in the server path (await Authorizer.authorize, event loop):"]
-    for key in ("uncached", "cached"):
-        m = s[key]
-        lines.append(f"  {key:<34} {m['p50_us']:>8.2f} {m['p90_us']:>8.2f} {m['p99_us']:>8.2f}")
+    step_labels = {"uncached": "uncached", "cached": "decision cache hit", "reused": "decision reused (same objects)"}
+    for key, label in step_labels.items():
+        if key in s:
+            m = s[key]
+            lines.append(f"  {label:<34} {m['p50_us']:>8.2f} {m['p90_us']:>8.2f} {m['p99_us']:>8.2f}")
     e2e = result.get("e2e")
     if e2e:
         lines += ["", "End to end, ire serve, batch-1 MLP, concurrency 1 (median of rounds):"]
