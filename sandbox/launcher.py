@@ -80,6 +80,15 @@ def thread_count() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+def thread_names() -> list[str]:
+    """The names of this process's threads, for the refusal message: which library started one."""
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):
+            names.append(Path(f"/proc/self/task/{tid}/comm").read_text().strip())
+    return sorted(names)
+
+
 def serve_worker(sock: socket.socket, spawn: pb.SpawnWorker, report: list[str]) -> int:
     """The production body: the worker's frame loop, with the strict filter after warm-up."""
     warmup = None
@@ -221,7 +230,8 @@ class Launcher:
         if case != "spawn" or len(fds) != 1:
             problem = f"expected a spawn request with one socket, got {case!r} with {len(fds)} fds"
         elif (threads := thread_count()) > self._baseline_threads:
-            problem = f"launcher has {threads} threads, expected {self._baseline_threads}; refusing to fork"
+            names = ", ".join(thread_names())
+            problem = f"launcher has {threads} threads ({names}), expected {self._baseline_threads}; refusing to fork"
         elif not request.spawn.unsafe_no_sandbox:
             problem = self._confinement_problem(request.spawn)
         if not problem:

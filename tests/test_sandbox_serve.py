@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -174,3 +175,27 @@ def test_unsafe_no_sandbox_warns_on_every_call(tmp_path: Path) -> None:
     assert log.count("UNSAFE: serving a call with an unconfined worker") == 3
     (line,) = [line for line in log.splitlines() if '"worker started"' in line]
     assert '"confinement": []' in line
+
+
+def test_launcher_names_the_threads_it_finds_when_it_refuses_to_fork() -> None:
+    # A launcher that finds more threads than it started with refuses to fork (fork would
+    # copy locks held by threads that do not exist in the child); the refusal names them,
+    # so the library that started one can be found.
+    from sandbox import _prctl, launcher
+
+    named, done = threading.Event(), threading.Event()
+
+    def stray() -> None:
+        _prctl.set_name("ire-stray")
+        named.set()
+        done.wait(10)
+
+    thread = threading.Thread(target=stray)
+    thread.start()
+    try:
+        assert named.wait(10)
+        assert "ire-stray" in launcher.thread_names()
+    finally:
+        done.set()
+        thread.join()
+    assert "ire-stray" not in launcher.thread_names()
