@@ -229,11 +229,13 @@ def check_worker_outputs(
     ``digest_tensors(result.outputs)``, worked out from the same reads."""
     plan = _plan(outputs)
     tensors = result.outputs
-    got = [t.name for t in tensors]
-    if got != list(wanted):
-        raise WorkerProtocolError(f"worker returned outputs {got}, expected {list(wanted)}")
+    if len(tensors) != len(wanted):
+        _refuse_outputs(tensors, wanted)
     digest = hashlib.sha256()
-    for tensor, name in zip(tensors, got, strict=True):
+    # One pass: each read of a repeated field's element makes a new object.
+    for tensor, name in zip(tensors, wanted, strict=True):
+        if tensor.name != name:
+            _refuse_outputs(tensors, wanted)
         entry = plan[name]
         datatype = tensor.datatype
         if datatype != entry.datatype:
@@ -251,6 +253,11 @@ def check_worker_outputs(
             raise WorkerProtocolError(f"worker output {name!r} has {len(data)} bytes for shape {_fmt(shape)}")
         _digest_one(digest, name, datatype, shape, data)
     return digest.hexdigest()
+
+
+def _refuse_outputs(tensors: Sequence[worker_pb2.Tensor], wanted: Sequence[str]) -> NoReturn:
+    got = [t.name for t in tensors]
+    raise WorkerProtocolError(f"worker returned outputs {got}, expected {list(wanted)}")
 
 
 def encode_response(

@@ -97,6 +97,12 @@ def _result(datatype: str = "FP32", shape: tuple[int, ...] = (1, 2), nbytes: int
     ("result", "message"),
     [
         pytest.param(_result(name="z"), "returned outputs", id="wrong_name"),
+        pytest.param(worker_pb2.InferResult(), "returned outputs", id="no_output"),
+        pytest.param(
+            worker_pb2.InferResult(outputs=[*_result().outputs, *_result().outputs]),
+            "returned outputs",
+            id="an_output_too_many",
+        ),
         pytest.param(_result(datatype="FP64", nbytes=16), "is 'FP64'", id="wrong_dtype"),
         pytest.param(_result(shape=(1, 3), nbytes=12), "has shape", id="wrong_fixed_dim"),
         pytest.param(_result(shape=(1, 2, 1)), "has shape", id="wrong_rank"),
