@@ -88,8 +88,12 @@ class Authorizer:
         if revision is not None:
             key = (revision, action, id(principal), id(tenant), id(model), request)
             reused = self._reused.get(key)
-            same = reused is not None and reused.principal is principal and reused.tenant is tenant
-            if reused is not None and same and reused.model is model:
+            if (
+                reused is not None
+                and reused.principal is principal
+                and reused.tenant is tenant
+                and reused.model is model
+            ):
                 self._audit(record, Query.AUTHZ, reused.decision)
                 return reused.decision
         document = build_input(
