@@ -51,6 +51,8 @@ __all__ = ["AuditWriter", "read_records"]
 
 log = structlog.get_logger(__name__)
 
+# The longest the background thread sleeps while the log is idle, when no deadline is nearer.
+IDLE_PAUSE_SECONDS = 60.0
 _CHECKPOINT_NEEDLE = b'"type":"checkpoint"'
 
 
@@ -102,6 +104,10 @@ class AuditWriter:
         # Records written but not yet fsynced (the group commit's backlog), for metrics.
         self._unsynced = 0
         self._stop = threading.Event()
+        # The background thread sleeps until an append or its next deadline while the log
+        # is idle (``_idle``); the first append after that wakes it through ``_wake``.
+        self._wake = threading.Event()
+        self._idle = False
         self._thread: threading.Thread | None = None
         try:
             self._lock_fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -195,6 +201,7 @@ class AuditWriter:
         if self._closed:
             return
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join()
         try:
@@ -449,6 +456,9 @@ class AuditWriter:
         self._seq += 1
         self._prev = hexdigest
         self._dirty = True
+        if self._idle:
+            self._idle = False
+            self._wake.set()
 
     def _checkpoint(self, reason: str, *, seal: bool = False) -> None:
         now = self._clock()
@@ -517,13 +527,34 @@ class AuditWriter:
 
     def _run(self) -> None:
         interval = self._settings.fsync_interval_ms / 1000
-        while not self._stop.wait(interval):
+        while True:
+            with self._lock:
+                pause = self._pause(interval)
+            self._wake.wait(pause)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self._sync()
                 self._housekeeping()
             except Exception as exc:  # noqa: BLE001 - the thread must not die silently
                 with self._lock:
                     self._fail(f"audit background thread failed: {type(exc).__name__}: {exc}")
+
+    def _pause(self, interval: float) -> float:
+        """How long the thread may sleep: one group-commit interval while records wait for
+        an fsync, else until the next time-based checkpoint or rotation (an append sooner
+        wakes it). An idle server then costs no wake-up every interval."""
+        self._idle = False
+        if self._dirty or self._retention_due or self._failed is not None:
+            return interval
+        s, now, deadlines = self._settings, self._clock(), [IDLE_PAUSE_SECONDS]
+        if self._seq - self._last_checkpoint_seq > 1:
+            deadlines.append(self._last_checkpoint_time + s.checkpoint_interval_seconds - now)
+        if self._offset:
+            deadlines.append(self._segment_time + s.segment_max_age_seconds - now)
+        self._idle = True
+        return max(interval, min(deadlines))
 
     def _sync(self, *, force: bool = False) -> None:
         """Group commit: one fsync for everything written since the last one."""
