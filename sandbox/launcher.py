@@ -5,10 +5,11 @@ and numpy once, so a worker is a ``fork`` away from ready instead of a new inter
 and it runs no threads of its own because ``fork`` in a threaded process copies locks held
 by threads that do not exist in the child.
 
-A few native threads are tolerated: ONNX Runtime's extension module starts idle threads
-when it is imported, which wait on condition variables and hold no lock while waiting.
-Their count is taken right after the imports and checked before every fork; any further
-thread refuses the spawn. Because those threads are absent in a child, a child must leave
+A few native threads would be tolerated: threads a library starts when it is imported,
+idle and holding no lock. (With its telemetry switched off, ONNX Runtime starts none; with
+it on, its uploader thread also starts short-lived threads at times of its own.) Their
+count is taken right after the imports and checked before every fork; any further thread
+refuses the spawn. Because those threads are absent in a child, a child must leave
 with ``os._exit``: ORT's static destructors would try to join them and abort.
 
 Every worker goes through :func:`sandbox.confine.spawn` (cgroups, namespaces, mounts,
@@ -41,6 +42,11 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# ORT (1.29 and later) starts telemetry at import: an uploader thread, which later starts
+# short-lived threads of its own (one appeared 44 s after import here), and a device-id
+# file. Switched off before the import: the uploader thread would otherwise count in the
+# baseline, and a spawn that came while one of its short-lived threads ran was refused.
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 # ORT opens a telemetry database under the cache directory at import. Its descriptors
 # would be inherited by every worker: a channel between tenants. A cache directory that
 # cannot exist keeps ORT from opening anything.
@@ -70,6 +76,7 @@ WORKER_ENV = {
     "TMPDIR": PRIVATE_TMP,
     "XDG_CACHE_HOME": f"{PRIVATE_TMP}/.cache",
     "OMP_NUM_THREADS": "1",
+    "ORT_DISABLE_TELEMETRY": "1",
 }
 
 Body = Callable[[socket.socket, pb.SpawnWorker, list[str]], int]

@@ -199,3 +199,19 @@ def test_launcher_names_the_threads_it_finds_when_it_refuses_to_fork() -> None:
         done.set()
         thread.join()
     assert "ire-stray" not in launcher.thread_names()
+
+
+def test_launcher_starts_no_onnx_runtime_telemetry_threads() -> None:
+    # ONNX Runtime 1.29+ starts a telemetry uploader at import: a thread that later starts
+    # short-lived threads of its own (and tries to upload). A thread that appears between
+    # spawns makes the launcher refuse to fork, so a spawn failed now and then; the
+    # launcher switches telemetry off before importing ORT and runs on its main thread alone.
+    from supervisor.workers.launcher import LauncherClient
+
+    client = LauncherClient.start(cgroup_parent="ire-test")
+    try:
+        tasks = Path(f"/proc/{client.pid}/task")
+        names = [(task / "comm").read_text().strip() for task in tasks.iterdir()]
+        assert len(names) == 1, f"the launcher runs {len(names)} threads: {names}"
+    finally:
+        client.close()
