@@ -41,8 +41,7 @@ STEPS: tuple[tuple[str, str, str, str], ...] = (
     ("supervisor.quota.admission", "Quotas", "release", "quota release"),
     ("supervisor.workers.connection", "WorkerConnection", "_flush", "worker: send (one write a turn)"),
     ("supervisor.workers.connection", "WorkerConnection", "data_received", "worker: read and parse replies"),
-    ("supervisor.service", "", "check_worker_outputs", "output checks and digest"),
-    ("supervisor.service", "", "encode_response", "response"),
+    ("supervisor.service", "", "checked_response", "output checks, digest and response"),
     ("supervisor.audit.record", "AuditRecord", "to_dict", "audit: record to dict"),
     ("supervisor.audit.writer", "AuditWriter", "append", "audit: chain, hash, write"),
     ("supervisor.metrics", "Metrics", "observe_call", "metrics"),
@@ -59,7 +58,7 @@ TIMER = "timer (the cost of measuring one step)"
 INSIDE = {
     "the prediction, all of it": (
         "model lookup", "declared batch", "policy (input document, decision)", "tensor checks and input digest",
-        "quota admission", "quota release", "the pool: request out, reply in", "output checks and digest", "response",
+        "quota admission", "quota release", "the pool: request out, reply in", "output checks, digest and response",
     ),
 }  # fmt: skip
 # Loop callbacks, outside the call's coroutine.

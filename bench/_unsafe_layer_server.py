@@ -78,7 +78,9 @@ def _without_all() -> None:
         forwarded = pb.Tensor(
             name=tensor.name, datatype=tensor.datatype, shape=list(tensor.shape), data=request.raw_input_contents[0]
         )
-        message = pb.InferRequest(model_key=model.sha256, inputs=[forwarded], outputs=[model.outputs[0].name])
+        message = pb.ToWorker(
+            infer=pb.InferRequest(model_key=model.sha256, inputs=[forwarded], outputs=[model.outputs[0].name])
+        )
         result = await service._pool.infer(found["tenant"], model.sha256, lambda: service._load_bytes(model), message)
         return encode_response(request, model.version, result)
 

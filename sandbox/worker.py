@@ -183,7 +183,9 @@ class FrameReader:
         length = parse_header(bytes(self._buf[: HEADER.size]), self._max)
         end = HEADER.size + length
         if len(self._buf) >= end:
-            payload = bytes(self._buf[HEADER.size : end])
+            # One copy: slicing the bytearray, then bytes() of the slice, would make two.
+            with memoryview(self._buf) as view:
+                payload = bytes(view[HEADER.size : end])
             del self._buf[:end]
             return payload
         # A frame larger than what has arrived (a model): read the rest straight into place.

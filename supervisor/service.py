@@ -15,6 +15,7 @@ check of the worker's reply. What a failed call took from the quota is given bac
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -33,7 +34,7 @@ from supervisor.quota.admission import Quotas
 from supervisor.registry import ModelRecord, ModelStore, Registry, Tenant
 from supervisor.settings import Settings
 from supervisor.signing.load import load_model_bytes
-from supervisor.tensors import check_worker_outputs, decode_request, encode_response
+from supervisor.tensors import checked_response, decode_request
 from supervisor.workers import WorkerPool
 from supervisor.workers.batching import Batcher, stackable
 
@@ -100,7 +101,7 @@ def declared_batch(request: oip.ModelInferRequest) -> int:
     return batch
 
 
-def _stack_rows(inputs: list[pb.Tensor], model: ModelRecord) -> int:
+def _stack_rows(inputs: Sequence[pb.Tensor], model: ModelRecord) -> int:
     """The rows of a call dynamic batching may merge (its common first dimension); 0 if none."""
     if not stackable([s.shape for s in model.inputs], [s.shape for s in model.outputs]):
         return 0
@@ -199,18 +200,22 @@ class InferenceService:
         success = False
         try:
             await self._admit_load(caller, model, record)
-            infer_request = pb.InferRequest(model_key=model.sha256, inputs=decoded.inputs, outputs=decoded.outputs)
+            message = decoded.message
+            message.infer.model_key = model.sha256
             load = lambda: self._load_bytes(model)  # noqa: E731 - called only when the worker lacks the model
             if self._batcher is not None and (rows := _stack_rows(decoded.inputs, model)):
-                result, shared = await self._batcher.infer(
-                    caller.principal.tenant, model.sha256, load, infer_request, rows
-                )
+                result, shared = await self._batcher.infer(caller.principal.tenant, model.sha256, load, message, rows)
                 if shared > 1:
                     record.detail["dynamic_batch"] = shared  # calls of this tenant in the same run
             else:
-                result = await self._pool.infer(caller.principal.tenant, model.sha256, load, infer_request)
-            output_sha256 = check_worker_outputs(
-                result, decoded.outputs, model.outputs, max_tensor_elements=limits.max_tensor_elements
+                result = await self._pool.infer(caller.principal.tenant, model.sha256, load, message)
+            response, output_sha256 = checked_response(
+                request,
+                model.version,
+                result,
+                decoded.outputs,
+                model.outputs,
+                max_tensor_elements=limits.max_tensor_elements,
             )
             success = True
         finally:
@@ -218,4 +223,4 @@ class InferenceService:
         if (placed := self._pool.placement(caller.principal.tenant)) is not None:
             record.detail["gpu_slice"] = placed
         record.output_sha256 = output_sha256
-        return encode_response(request, model.version, result)
+        return response

@@ -40,11 +40,18 @@ _ALL_TYPED = ("bytes_contents", *sorted(set(TYPED_FIELD.values())))
 
 class DecodedRequest(NamedTuple):
     # A NamedTuple: one is made on every call, and a frozen dataclass costs more to build.
-    inputs: list[worker_pb2.Tensor]
+    # The worker's message, its infer request built in place (inputs and outputs set; the
+    # model key is the caller's to set): every copy of a message into another, or into a
+    # wrapper, copies its tensors' bytes too.
+    message: worker_pb2.ToWorker
     outputs: list[str]
     batch: int
     # digest_tensors(inputs), worked out while decoding (each protobuf read copies).
     digest: str
+
+    @property
+    def inputs(self) -> Sequence[worker_pb2.Tensor]:
+        return self.message.infer.inputs
 
 
 class _Spec:
@@ -152,7 +159,9 @@ def decode_request(
         _refuse_names(tensors, plan)
     if raw and len(raw) != count_in:
         raise InvalidInputError(f"got {len(raw)} raw_input_contents for {count_in} inputs; expected one per input")
-    decoded: list[worker_pb2.Tensor] = []
+    message = worker_pb2.ToWorker()
+    infer = message.infer
+    decoded = infer.inputs
     seen: set[str] = set()
     digest = hashlib.sha256()
     batch = 0
@@ -186,11 +195,13 @@ def decode_request(
                 )
         else:
             data = _typed_bytes(tensor, entry.spec, count)
-        decoded.append(worker_pb2.Tensor(name=name, datatype=datatype, shape=shape, data=data))
+        decoded.add(name=name, datatype=datatype, shape=shape, data=data)
         _digest_one(digest, name, datatype, shape, data)
         if shape and index == 0:
             batch = shape[0]
-    return DecodedRequest(decoded, _requested_outputs(request, outputs), batch, digest.hexdigest())
+    wanted = _requested_outputs(request, outputs)
+    infer.outputs.extend(wanted)
+    return DecodedRequest(message, wanted, batch, digest.hexdigest())
 
 
 def _refuse_names(tensors: Sequence[oip.ModelInferRequest.InferInputTensor], plan: Mapping[str, _Spec]) -> NoReturn:
@@ -227,6 +238,32 @@ def check_worker_outputs(
 ) -> str:
     """Refuse a worker reply that does not match what the model declares; else return
     ``digest_tensors(result.outputs)``, worked out from the same reads."""
+    return _check_outputs(result, wanted, outputs, max_tensor_elements, None)
+
+
+def checked_response(
+    request: oip.ModelInferRequest,
+    version: str,
+    result: worker_pb2.InferResult,
+    wanted: Sequence[str],
+    outputs: Sequence[TensorSpec],
+    *,
+    max_tensor_elements: int,
+) -> tuple[oip.ModelInferResponse, str]:
+    """:func:`check_worker_outputs` and :func:`encode_response` in one pass over the reply:
+    the response and the outputs' digest. Each output's bytes are read out of the reply
+    once, not once to check them and again to answer."""
+    response = oip.ModelInferResponse(model_name=request.model_name, model_version=version, id=request.id)
+    return response, _check_outputs(result, wanted, outputs, max_tensor_elements, response)
+
+
+def _check_outputs(
+    result: worker_pb2.InferResult,
+    wanted: Sequence[str],
+    outputs: Sequence[TensorSpec],
+    max_tensor_elements: int,
+    response: oip.ModelInferResponse | None,
+) -> str:
     plan = _plan(outputs)
     tensors = result.outputs
     if len(tensors) != len(wanted):
@@ -252,6 +289,9 @@ def check_worker_outputs(
         if len(data) != count * entry.itemsize:
             raise WorkerProtocolError(f"worker output {name!r} has {len(data)} bytes for shape {_fmt(shape)}")
         _digest_one(digest, name, datatype, shape, data)
+        if response is not None:
+            response.outputs.add(name=name, datatype=datatype, shape=shape)
+            response.raw_output_contents.append(data)
     return digest.hexdigest()
 
 

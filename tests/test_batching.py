@@ -27,9 +27,12 @@ from tests.conftest import make_home, start_server, stop_server
 WIDTH = 4
 
 
-def _request(rows: np.ndarray) -> pb.InferRequest:
-    tensor = pb.Tensor(name="x", datatype="FP32", shape=list(rows.shape), data=rows.astype(np.float32).tobytes())
-    return pb.InferRequest(model_key="m", inputs=[tensor], outputs=["y"])
+def _request(rows: np.ndarray) -> pb.ToWorker:
+    message = pb.ToWorker()
+    message.infer.model_key = "m"
+    message.infer.outputs.append("y")
+    message.infer.inputs.add(name="x", datatype="FP32", shape=list(rows.shape), data=rows.astype(np.float32).tobytes())
+    return message
 
 
 def _rows(result: pb.InferResult) -> np.ndarray:
@@ -47,8 +50,9 @@ class FakeWorker:
         self.cut_outputs = True
         self.fail: BaseException | None = None
 
-    async def infer(self, tenant: str, key: str, load: Callable[[], bytes], request: pb.InferRequest) -> pb.InferResult:
-        x = np.frombuffer(request.inputs[0].data, dtype=np.float32).reshape(tuple(request.inputs[0].shape))
+    async def infer(self, tenant: str, key: str, load: Callable[[], bytes], request: pb.ToWorker) -> pb.InferResult:
+        tensor = request.infer.inputs[0]
+        x = np.frombuffer(tensor.data, dtype=np.float32).reshape(tuple(tensor.shape))
         self.runs.append((tenant, x.shape[0]))
         await self.gate.wait()
         if self.fail is not None:

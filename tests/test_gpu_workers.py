@@ -36,10 +36,10 @@ KEY = "mlp-sha256"
 PROC_DEVICES = "Character devices:\n195 nvidia-frontend\n234 nvidia-uvm\n237 nvidia-caps\nBlock devices:\n"
 
 
-def _request() -> pb.InferRequest:
+def _request() -> pb.ToWorker:
     data = np.ones((1, 64), np.float32).tobytes()
     tensor = pb.Tensor(name="input", datatype="FP32", shape=[1, 64], data=data)
-    return pb.InferRequest(model_key=KEY, inputs=[tensor], outputs=["output"])
+    return pb.ToWorker(infer=pb.InferRequest(model_key=KEY, inputs=[tensor], outputs=["output"]))
 
 
 def _tenants(gpu: dict[str, str]) -> Callable[[str], WorkerTenant]:

@@ -15,7 +15,14 @@ from protos.inference import grpc_predict_v2_pb2 as oip
 from sandbox.dtypes import OIP_TO_NUMPY
 from supervisor.errors import InvalidInputError, WorkerProtocolError
 from supervisor.modelgraph import TensorSpec
-from supervisor.tensors import TYPED_FIELD, check_worker_outputs, decode_request, digest_tensors, encode_response
+from supervisor.tensors import (
+    TYPED_FIELD,
+    check_worker_outputs,
+    checked_response,
+    decode_request,
+    digest_tensors,
+    encode_response,
+)
 
 LIMITS = {"max_request_bytes": 1 << 20, "max_tensor_elements": 1 << 16}
 OUT = (TensorSpec("y", "FP32", (-1, 2)),)
@@ -114,6 +121,9 @@ def _result(datatype: str = "FP32", shape: tuple[int, ...] = (1, 2), nbytes: int
 def test_hostile_worker_reply_is_refused(result: worker_pb2.InferResult, message: str) -> None:
     with pytest.raises(WorkerProtocolError, match=message):
         check_worker_outputs(result, ["y"], OUT, max_tensor_elements=1 << 20)
+    # The path the server takes: the response is built in the same pass, and never returned.
+    with pytest.raises(WorkerProtocolError, match=message):
+        checked_response(oip.ModelInferRequest(model_name="m"), "1", result, ["y"], OUT, max_tensor_elements=1 << 20)
 
 
 def test_response_uses_raw_output_contents() -> None:
@@ -122,6 +132,24 @@ def test_response_uses_raw_output_contents() -> None:
     assert (response.model_name, response.model_version, response.id) == ("m", "3", "abc")
     assert list(response.raw_output_contents) == [b"\0" * 8]
     assert not response.outputs[0].HasField("contents")
+    checked, digest = checked_response(
+        oip.ModelInferRequest(model_name="m", id="abc"), "3", result, ["y"], OUT, max_tensor_elements=1 << 20
+    )
+    assert checked == response
+    assert digest == digest_tensors(result.outputs)
+
+
+def test_decoded_request_is_the_worker_message_built_in_place() -> None:
+    request, spec = _raw("FP32", np.arange(6, dtype=np.float32).reshape(2, 3), (-1, 3))
+    decoded = decode_request(request, [spec], OUT, **LIMITS)
+    message = decoded.message
+    assert message.WhichOneof("body") == "infer"
+    assert list(message.infer.outputs) == decoded.outputs == ["y"]
+    assert message.infer.model_key == ""  # the service sets it from the registry's record
+    (tensor,) = message.infer.inputs
+    assert (tensor.name, tensor.datatype, list(tensor.shape)) == ("x", "FP32", [2, 3])
+    assert tensor.data == request.raw_input_contents[0]
+    assert decoded.inputs == message.infer.inputs
 
 
 @settings(max_examples=200, deadline=None)
@@ -148,6 +176,9 @@ def test_audited_digests_are_those_of_the_tensors_forwarded_and_returned(
     assert decoded.digest == digest_tensors(decoded.inputs)
     names = [s.name for s in specs]
     assert check_worker_outputs(result, names, specs, max_tensor_elements=1 << 16) == digest_tensors(result.outputs)
+    response, digest = checked_response(request, "1", result, names, specs, max_tensor_elements=1 << 16)
+    assert digest == digest_tensors(result.outputs)
+    assert list(response.raw_output_contents) == [t.data for t in result.outputs]
     assert decoded.digest == digest_tensors(result.outputs)  # same names, types, shapes, bytes
 
 

@@ -40,7 +40,8 @@ log = structlog.get_logger(__name__)
 
 __all__ = ["Batcher", "stackable"]
 
-Infer = Callable[[str, str, Callable[[], bytes], pb.InferRequest], Any]
+# (tenant, model key, model bytes, a worker message with its infer request) -> InferResult
+Infer = Callable[[str, str, Callable[[], bytes], pb.ToWorker], Any]
 
 
 def stackable(input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]]) -> bool:
@@ -50,7 +51,7 @@ def stackable(input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Seq
 
 @dataclass(eq=False)
 class _Call:
-    request: pb.InferRequest
+    request: pb.ToWorker
     rows: int
     future: asyncio.Future[pb.InferResult]
     queued_at: float
@@ -76,17 +77,18 @@ class Batcher:
         self.merged_runs = 0  # runs that carried more than one call, for tests and metrics
 
     async def infer(
-        self, tenant: str, key: str, load: Callable[[], bytes], request: pb.InferRequest, rows: int
+        self, tenant: str, key: str, load: Callable[[], bytes], request: pb.ToWorker, rows: int
     ) -> tuple[pb.InferResult, int]:
-        """Run ``request`` (``rows`` rows, stackable) alone or with others of its kind.
+        """Run ``request`` (an infer message, ``rows`` rows, stackable) alone or with others of its kind.
 
         Returns the call's result and the number of calls in the run that produced it.
         """
         if rows < 1 or rows > self._max_rows or (tenant, key) in self._unstackable:
             result: pb.InferResult = await self._infer(tenant, key, load, request)
             return result, 1
-        inputs = tuple((t.name, t.datatype, tuple(t.shape[1:])) for t in request.inputs)
-        gkey = (tenant, key, tuple(request.outputs), inputs)
+        infer = request.infer
+        inputs = tuple((t.name, t.datatype, tuple(t.shape[1:])) for t in infer.inputs)
+        gkey = (tenant, key, tuple(infer.outputs), inputs)
         group = self._groups.get(gkey)
         if group is None:
             group = self._groups[gkey] = _Group()
@@ -189,13 +191,16 @@ class Batcher:
             call.future.set_result(result)
 
 
-def _merge(requests: list[pb.InferRequest], rows: int) -> pb.InferRequest:
-    first = requests[0]
-    inputs = []
+def _merge(requests: list[pb.ToWorker], rows: int) -> pb.ToWorker:
+    first = requests[0].infer
+    merged = pb.ToWorker()
+    infer = merged.infer
+    infer.model_key = first.model_key
+    infer.outputs.extend(first.outputs)
     for i, tensor in enumerate(first.inputs):
-        data = b"".join(r.inputs[i].data for r in requests)
-        inputs.append(pb.Tensor(name=tensor.name, datatype=tensor.datatype, shape=[rows, *tensor.shape[1:]], data=data))
-    return pb.InferRequest(model_key=first.model_key, inputs=inputs, outputs=first.outputs)
+        data = b"".join(r.infer.inputs[i].data for r in requests)
+        infer.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=[rows, *tensor.shape[1:]], data=data)
+    return merged
 
 
 def _split(result: pb.InferResult, counts: list[int], rows: int) -> list[pb.InferResult] | None:

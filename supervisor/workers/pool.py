@@ -332,8 +332,10 @@ class WorkerPool:
             "and CPU fallback is not allowed"
         )
 
-    async def infer(self, tenant: str, key: str, load: Callable[[], bytes], request: pb.InferRequest) -> pb.InferResult:
-        """Run ``request`` on the tenant's worker, loading model ``key`` first if needed.
+    async def infer(self, tenant: str, key: str, load: Callable[[], bytes], request: pb.ToWorker) -> pb.InferResult:
+        """Run ``request`` (a message whose ``infer`` is set, built in place: wrapping an
+        InferRequest would copy its tensors) on the tenant's worker, loading model ``key``
+        first if needed.
 
         The time spent before the request reaches the worker (starting it, loading the
         model) is left in :data:`QUEUE_SECONDS` for the caller's metrics.
@@ -354,7 +356,7 @@ class WorkerPool:
             if not ready:
                 await self._ensure_loaded(slot, conn, key, load)
             QUEUE_SECONDS.set(time.perf_counter() - queued)
-            reply = await conn.request(pb.ToWorker(infer=request), slot.timeout)
+            reply = await conn.request(request, slot.timeout)
         except WorkerProtocolError:
             self._kill(conn)
             raise
