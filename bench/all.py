@@ -10,7 +10,8 @@ workers, durable audit):
 - the large MLP (4.2 M parameters) at batch 32: the same five;
 - many tenants round-robin under a cap on live workers (IRE alone: the peers have no tenants);
 - worker cold start and idle worker memory (``bench.sandbox``);
-- audit and policy micro-benchmarks (``bench.audit``, ``bench.policy``).
+- audit and policy micro-benchmarks (``bench.audit``, ``bench.policy``), and the
+  supervisor's tensor path by tensor size (``bench.tensors``).
 
 Servers alternate inside each round, and each figure is the median over rounds. The load
 generator is its own process. The table compares the ratios with issue 10's targets; a PNG
@@ -39,13 +40,13 @@ from typing import Any
 from bench import _report, mlserver_env
 from bench._environment import describe
 from bench._procs import ServerProcess, ServerStartError, exit_on_sigterm, start_server, stop
+from bench._results import results_path, save_results, utc_stamp
 from bench._setup import LARGE_HIDDEN, LARGE_MODEL, MODEL, BenchHome, make_bench_home
 from bench._targets import render_targets, targets
 from bench.loadgen import CALL_TIMEOUT_SECONDS, FIRST_CALL_TIMEOUT_SECONDS, TOKEN_ENV
 from bench.serve import BenchError
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 START_TIMEOUT_SECONDS = 120.0
 EXIT_FAILED, EXIT_CALL_ERRORS = 1, 3
 IRE, IRE_BATCHED, MLSERVER, FLOOR, FLOOR_PROC = "ire", "ire-batch", "mlserver", "floor", "floor-proc"
@@ -205,7 +206,10 @@ def micro(args: argparse.Namespace) -> dict[str, Any]:
     )
     print("  policy micro-benchmark ...", flush=True)
     policy = _run_json_tool("bench.policy", ["--decisions", "2000" if quick else "20000", "--no-e2e"], 600)
-    return {"sandbox": sandbox, "audit": audit, "policy": policy}
+    print("  tensor path micro-benchmark ...", flush=True)
+    short = ["--budget", "0.1", "--rounds", "3"] if quick else []
+    tensors = _run_json_tool("bench.tensors", ["--malloc", *short], 600)
+    return {"sandbox": sandbox, "audit": audit, "policy": policy, "tensors": tensors}
 
 
 def render(medians: dict[str, dict[str, Any]], rounds: int) -> str:
@@ -280,7 +284,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", default="1,16,64", help="MLP concurrencies (default 1,16,64)")
     p.add_argument("--tenants", type=int, default=100, help="tenants for the round-robin scenario; 0 skips it")
     p.add_argument("--no-mlserver", action="store_true", help="leave MLServer out (no peer environment needed)")
-    p.add_argument("--no-micro", action="store_true", help="skip cold start, audit and policy")
+    p.add_argument("--no-micro", action="store_true", help="skip cold start, audit, policy and tensors")
     p.add_argument("--no-batching", action="store_true", help="leave out IRE with dynamic batching on")
     args = p.parse_args(argv)
     args.duration = args.duration or (2.0 if args.quick else 5.0)
@@ -297,8 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="ire-bench-all-"))
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    RESULTS_DIR.mkdir(exist_ok=True)
+    stamp = utc_stamp()
     try:
         bench_home = make_bench_home(workdir / "bench", 7200, large=True, tenants=args.tenants)
         batched = None if args.no_batching else make_bench_home(workdir / "bench-batched", 7200, large=True)
@@ -310,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             servers.stop()
         extra = {} if args.no_micro else micro(args)
-        png = plot(samples, RESULTS_DIR / f"all-{stamp}.png")
+        png = plot(samples, results_path("all", stamp, ".png"))
     except (BenchError, ServerStartError, subprocess.CalledProcessError) as exc:
         print(f"bench.all: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -333,8 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         "micro": {k: v.get("data", v) for k, v in extra.items()},
         "elapsed_s": time.monotonic() - started,
     }
-    path = RESULTS_DIR / f"all-{stamp}.json"
-    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    path = save_results("all", document, stamp)
     print()
     print(render(medians, args.rounds))
     for name, result in extra.items():

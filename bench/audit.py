@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._environment import describe
+from bench._results import save_results
 from supervisor.audit import AuditRecord, AuditWriter
 from supervisor.home import Home
 
@@ -173,10 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| `ire audit verify`, {verify['records']:,} records ({verify['log_mib']} MiB) | "
         f"{verify['seconds']} s ({verify['entries_per_s']:,} entries/s) | |"
     )
-    out_dir = REPO / "bench" / "results"
-    out_dir.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    (out_dir / f"audit-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"results: {save_results('audit', result)}")
     return 0
 
 

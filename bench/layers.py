@@ -36,12 +36,12 @@ from typing import Any
 from bench import _report
 from bench._environment import describe
 from bench._procs import ServerProcess, ServerStartError, exit_on_sigterm, start_server, stop
+from bench._results import save_results, utc_stamp
 from bench._setup import MODEL, make_bench_home
 from bench.loadgen import CALL_TIMEOUT_SECONDS, FIRST_CALL_TIMEOUT_SECONDS, TOKEN_ENV
 from bench.serve import BenchError
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 START_TIMEOUT_SECONDS = 60.0
 EXIT_FAILED, EXIT_CALL_ERRORS = 1, 3
 IRE_PATTERN, FLOOR_PATTERN = r"IRE serving on (\S+)", r"FLOOR serving on (\S+)"
@@ -145,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     medians = {name: _report.median_of_rounds(results) for name, results in runs.items()}
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"layers-{stamp}.json"
+    stamp = utc_stamp()
     document = {
         "benchmark": "layers",
         "timestamp": stamp,
@@ -158,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "elapsed_s": time.monotonic() - started,
     }
-    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    path = save_results("layers", document, stamp)
     print()
     print(render(medians, args.concurrency, args.rounds))
     print(f"\nresults: {path}\nelapsed: {time.monotonic() - started:.0f} s")

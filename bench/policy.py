@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import dataclasses
 import gc
-import json
 import os
 import shutil
 import statistics
@@ -40,6 +39,7 @@ import regorus  # type: ignore[import-untyped]
 from bench import _report
 from bench._environment import describe
 from bench._procs import ServerProcess, ServerStartError, start_server, stop
+from bench._results import save_results, utc_stamp
 from bench._setup import MODEL, TENANT, make_bench_home
 from bench.loadgen import TOKEN_ENV
 from bench.serve import START_TIMEOUT_SECONDS, BenchError, run_loadgen
@@ -55,7 +55,6 @@ from supervisor.policy.probes import _model
 from supervisor.registry import Tenant
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SHIPPED = REPO / "policies"
 ALLOW_ALL = {
     "authz.rego": 'package ire.authz\n\ndecision := {"allow": true, "reasons": []}\n',
@@ -272,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     result: dict[str, Any] = {
         "benchmark": "policy",
-        "timestamp": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+        "timestamp": utc_stamp(),
         "settings": {k: getattr(args, k) for k in ("decisions", "duration", "warmup", "rounds", "no_e2e")},
         "environment": describe(REPO),
     }
@@ -290,9 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"policy-{result['timestamp']}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = save_results("policy", result, result["timestamp"])
     print()
     print(render(result))
     print(f"\nresults: {path}")

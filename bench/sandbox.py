@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench._environment import describe
+from bench._results import save_results
 from protos import worker_pb2 as pb
 from sandbox.profile import profile_for
 from supervisor.modelgraph.build import build_mlp
@@ -34,7 +33,6 @@ from supervisor.settings import SandboxSettings
 from supervisor.workers.connection import WorkerConnection
 from supervisor.workers.launcher import LauncherClient
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
 MODEL = build_mlp()
 KEY = "mlp"
@@ -168,10 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nconfined / unconfined throughput: {confined / unconfined:.3f}")
     uss = raw["idle_uss_mb"]
     print(f"idle worker USS (MLP loaded): confined {uss['confined']:.1f} MB, unconfined {uss['unconfined']:.1f} MB")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS_DIR / f"sandbox-{stamp}.json"
-    path.write_text(json.dumps({"args": vars(args), "environment": describe(REPO), **raw}, indent=2) + "\n")
+    path = save_results("sandbox", {"args": vars(args), "environment": describe(REPO), **raw})
     print(f"results: {path}")
     return 0
 

@@ -20,18 +20,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from bench import _report
 from bench._environment import describe
 from bench._procs import ServerProcess, ServerStartError, exit_on_sigterm, start_server, stop
+from bench._results import save_results, utc_stamp
 from bench._setup import MODEL, make_bench_home
 from bench.loadgen import CALL_TIMEOUT_SECONDS, FIRST_CALL_TIMEOUT_SECONDS, TOKEN_ENV
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # Seconds each server has to print its address; `ire serve` starts a launcher first.
 START_TIMEOUT_SECONDS = 60.0
 EXIT_FAILED = 1
@@ -134,7 +133,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> tuple[list[Run], Media
 
 
 def write_results(args: argparse.Namespace, runs: list[Run], medians: Medians) -> Path:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    stamp = utc_stamp()
     document = {
         "benchmark": "serve",
         "timestamp": stamp,
@@ -147,10 +146,7 @@ def write_results(args: argparse.Namespace, runs: list[Run], medians: Medians) -
         },
         "runs": runs,
     }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"serve-{stamp}.json"
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    return path
+    return save_results("serve", document, stamp)
 
 
 def _concurrencies(text: str) -> list[int]:

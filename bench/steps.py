@@ -29,13 +29,13 @@ from typing import Any
 
 from bench._environment import describe
 from bench._procs import ServerStartError, exit_on_sigterm, start_server, stop
+from bench._results import save_results, utc_stamp
 from bench._setup import MODEL, make_bench_home
 from bench._step_server import CALLBACKS, TIMER, WHOLE_CALL
 from bench.loadgen import CALL_TIMEOUT_SECONDS, FIRST_CALL_TIMEOUT_SECONDS, TOKEN_ENV
 from bench.serve import BenchError
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 START_TIMEOUT_SECONDS = 60.0
 EXIT_FAILED = 1
 # How long the server has to write the window after SIGUSR2.
@@ -151,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"steps-{stamp}.json"
+    stamp = utc_stamp()
     document = {
         "benchmark": "steps",
         "timestamp": stamp,
@@ -162,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": describe(REPO),
         "window": window,
     }
-    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    path = save_results("steps", document, stamp)
     print(render(window))
     print(f"\nresults: {path}")
     return 0

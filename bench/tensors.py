@@ -25,15 +25,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
+from bench._environment import describe
+from bench._results import save_results
 from protos import worker_pb2 as pb
 from protos.inference import grpc_predict_v2_pb2 as oip
 from sandbox.framing import encode_frame
 from supervisor.modelgraph import TensorSpec
 from supervisor.tensors import checked_response, decode_request
 
+REPO = Path(__file__).resolve().parent.parent
 SIZES = (256, 128 * 1024, 8 * 1024 * 1024)
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 LIMIT = 1 << 30
@@ -109,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results))
         return 0
     print(_table("default malloc", results))
+    document: dict[str, object] = {
+        "benchmark": "tensors",
+        "settings": {"budget": args.budget, "rounds": args.rounds, "malloc": args.malloc},
+        "environment": describe(REPO),
+        "default": results,
+    }
     if args.malloc:
         command = [sys.executable, "-m", "bench.tensors", "--json", "--budget", str(args.budget)]
         child = subprocess.run(
@@ -119,12 +129,14 @@ def main(argv: list[str] | None = None) -> int:
             check=True,
         )
         tuned = json.loads(child.stdout)
+        document["malloc_tuned"] = {"env": MALLOC_ENV, "results": tuned}
         print()
         print(_table(f"malloc tuned ({', '.join(f'{k}={v}' for k, v in MALLOC_ENV.items())})", tuned))
         print()
         for size in results:
             gain = results[size]["path_us"] / tuned[size]["path_us"]
             print(f"{int(size):>14,} bytes: default / tuned path time {gain:.2f}")
+    print(f"\nresults: {save_results('tensors', document)}")
     return 0
 
 
