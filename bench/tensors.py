@@ -9,8 +9,9 @@ over the output, for the audit record.
 
 ``--malloc`` runs the same measurement again in a child process with glibc's malloc told
 to keep large blocks on its heap (``MALLOC_MMAP_THRESHOLD_`` 32 MiB, the largest glibc
-takes, and ``MALLOC_TRIM_THRESHOLD_`` 128 MiB): by default each block of 128 KiB or more
-is a fresh mmap whose every page faults on first touch, once per copy. It is an operator's
+takes, and ``MALLOC_TRIM_THRESHOLD_`` 128 MiB): by default large blocks are fresh
+mappings, or heap given back and taken again, whose pages fault on first touch, once per
+copy. It is an operator's
 choice (docs/operations.md), not a default: freed memory then stays with the process.
 """
 
