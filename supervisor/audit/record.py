@@ -38,10 +38,10 @@ class AuditRecord:
         """The record as a dict. Detached: its dicts and lists are copies (the leaves are
         immutable; dataclasses.asdict's deepcopy of each costs ~10 µs a call). Not detached:
         ``detail`` is shared, for a caller that encodes it at once (the audit append)."""
-        fields = self.__dict__
+        own = self.__dict__
         # The instance's own dict holds exactly the fields unless something set another
         # attribute; copying it costs a tenth of reading each field by name.
-        out = fields.copy() if fields.keys() == _FIELD_SET else {name: getattr(self, name) for name in _FIELDS}
+        out = own.copy() if own.keys() == _FIELD_SET else {name: getattr(self, name) for name in _FIELDS}
         if detached:
             out["detail"] = _tree_copy(self.detail)
         return out
