@@ -8,16 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Tensor(_message.Message):
-    __slots__ = ("name", "datatype", "shape", "data")
+    __slots__ = ("name", "datatype", "shape", "data", "region_offset", "region_length")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DATATYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    REGION_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    REGION_LENGTH_FIELD_NUMBER: _ClassVar[int]
     name: str
     datatype: str
     shape: _containers.RepeatedScalarFieldContainer[int]
     data: bytes
-    def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    region_offset: int
+    region_length: int
+    def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ..., region_offset: _Optional[int] = ..., region_length: _Optional[int] = ...) -> None: ...
 
 class LoadModel(_message.Message):
     __slots__ = ("model_key", "onnx")
@@ -62,14 +66,16 @@ class ToWorker(_message.Message):
     def __init__(self, id: _Optional[int] = ..., load: _Optional[_Union[LoadModel, _Mapping]] = ..., infer: _Optional[_Union[InferRequest, _Mapping]] = ..., unload: _Optional[_Union[UnloadModel, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("pid", "onnxruntime_version", "confinement")
+    __slots__ = ("pid", "onnxruntime_version", "confinement", "input_region_bytes")
     PID_FIELD_NUMBER: _ClassVar[int]
     ONNXRUNTIME_VERSION_FIELD_NUMBER: _ClassVar[int]
     CONFINEMENT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_REGION_BYTES_FIELD_NUMBER: _ClassVar[int]
     pid: int
     onnxruntime_version: str
     confinement: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, pid: _Optional[int] = ..., onnxruntime_version: _Optional[str] = ..., confinement: _Optional[_Iterable[str]] = ...) -> None: ...
+    input_region_bytes: int
+    def __init__(self, pid: _Optional[int] = ..., onnxruntime_version: _Optional[str] = ..., confinement: _Optional[_Iterable[str]] = ..., input_region_bytes: _Optional[int] = ...) -> None: ...
 
 class ModelLoaded(_message.Message):
     __slots__ = ("model_key", "providers")
@@ -128,7 +134,7 @@ class FromWorker(_message.Message):
     def __init__(self, id: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., loaded: _Optional[_Union[ModelLoaded, _Mapping]] = ..., result: _Optional[_Union[InferResult, _Mapping]] = ..., error: _Optional[_Union[WorkerError, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ...) -> None: ...
 
 class SpawnWorker(_message.Message):
-    __slots__ = ("tenant", "worker_id", "intra_op_threads", "uid", "gid", "profile", "unsafe_no_sandbox", "devices", "environment", "gpu", "allow_cpu_fallback")
+    __slots__ = ("tenant", "worker_id", "intra_op_threads", "uid", "gid", "profile", "unsafe_no_sandbox", "devices", "environment", "gpu", "allow_cpu_fallback", "input_region_bytes")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +153,7 @@ class SpawnWorker(_message.Message):
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     GPU_FIELD_NUMBER: _ClassVar[int]
     ALLOW_CPU_FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    INPUT_REGION_BYTES_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     worker_id: str
     intra_op_threads: int
@@ -158,7 +165,8 @@ class SpawnWorker(_message.Message):
     environment: _containers.ScalarMap[str, str]
     gpu: bool
     allow_cpu_fallback: bool
-    def __init__(self, tenant: _Optional[str] = ..., worker_id: _Optional[str] = ..., intra_op_threads: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., profile: _Optional[_Union[Profile, _Mapping]] = ..., unsafe_no_sandbox: _Optional[bool] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., environment: _Optional[_Mapping[str, str]] = ..., gpu: _Optional[bool] = ..., allow_cpu_fallback: _Optional[bool] = ...) -> None: ...
+    input_region_bytes: int
+    def __init__(self, tenant: _Optional[str] = ..., worker_id: _Optional[str] = ..., intra_op_threads: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., profile: _Optional[_Union[Profile, _Mapping]] = ..., unsafe_no_sandbox: _Optional[bool] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., environment: _Optional[_Mapping[str, str]] = ..., gpu: _Optional[bool] = ..., allow_cpu_fallback: _Optional[bool] = ..., input_region_bytes: _Optional[int] = ...) -> None: ...
 
 class Device(_message.Message):
     __slots__ = ("name", "major", "minor")

@@ -79,7 +79,9 @@ WORKER_ENV = {
     "ORT_DISABLE_TELEMETRY": "1",
 }
 
-Body = Callable[[socket.socket, pb.SpawnWorker, list[str]], int]
+# The worker's body: its socket, the spawn request, the confinement report, and its input
+# region's descriptor (-1 when it has none).
+Body = Callable[[socket.socket, pb.SpawnWorker, list[str], int], int]
 
 
 def thread_count() -> int:
@@ -96,7 +98,7 @@ def thread_names() -> list[str]:
     return sorted(names)
 
 
-def serve_worker(sock: socket.socket, spawn: pb.SpawnWorker, report: list[str]) -> int:
+def serve_worker(sock: socket.socket, spawn: pb.SpawnWorker, report: list[str], region_fd: int = -1) -> int:
     """The production body: the worker's frame loop, with the strict filter after warm-up."""
     warmup = None
     if "seccomp" in confine.layer_names(report):
@@ -112,6 +114,8 @@ def serve_worker(sock: socket.socket, spawn: pb.SpawnWorker, report: list[str]) 
             after_warmup=warmup,
             gpu=spawn.gpu,
             allow_cpu_fallback=spawn.allow_cpu_fallback,
+            region_fd=region_fd,
+            region_bytes=spawn.input_region_bytes,
         )
 
 
@@ -223,7 +227,7 @@ class Launcher:
 
     def _serve_one(self) -> bool:
         try:
-            data, fds, _flags, _addr = socket.recv_fds(self._control, MAX_CONTROL_PACKET, 1)
+            data, fds, _flags, _addr = socket.recv_fds(self._control, MAX_CONTROL_PACKET, 2)
         except InterruptedError:
             return True
         if not data:
@@ -234,8 +238,10 @@ class Launcher:
             self._stop(request.stop.pid)
             return True
         problem = ""
-        if case != "spawn" or len(fds) != 1:
-            problem = f"expected a spawn request with one socket, got {case!r} with {len(fds)} fds"
+        # A socket, then the input region's memfd when the request has one.
+        expected = 2 if case == "spawn" and request.spawn.input_region_bytes else 1
+        if case != "spawn" or len(fds) != expected:
+            problem = f"expected a spawn request with {expected} fds, got {case!r} with {len(fds)} fds"
         elif (threads := thread_count()) > self._baseline_threads:
             names = ", ".join(thread_names())
             problem = f"launcher has {threads} threads ({names}), expected {self._baseline_threads}; refusing to fork"
@@ -251,12 +257,13 @@ class Launcher:
             self._send(pb.FromLauncher(id=request.id, error=pb.LauncherError(detail=problem)))
             return True
         try:
-            pid = self._fork_worker(request.spawn, fds[0])
+            pid = self._fork_worker(request.spawn, fds[0], fds[1] if len(fds) > 1 else -1)
         except Exception as exc:  # noqa: BLE001 - reported to the supervisor, which refuses the call
             self._send(pb.FromLauncher(id=request.id, error=pb.LauncherError(detail=f"{type(exc).__name__}: {exc}")))
             return True
         finally:
-            os.close(fds[0])
+            for fd in fds:
+                os.close(fd)
         self._send(pb.FromLauncher(id=request.id, spawned=pb.WorkerSpawned(pid=pid)))
         self._refill()
         return True
@@ -270,14 +277,14 @@ class Launcher:
             return f"refusing to run a worker as uid {spawn.uid} gid {spawn.gid}"
         return ""
 
-    def _fork_worker(self, spawn: pb.SpawnWorker, fd: int) -> int:
-        keep = [fd]
+    def _fork_worker(self, spawn: pb.SpawnWorker, fd: int, region_fd: int = -1) -> int:
+        keep = [fd] if region_fd < 0 else [fd, region_fd]
         if spawn.unsafe_no_sandbox:
             pid = os.fork()
             if pid == 0:
                 status = 1
                 try:
-                    status = self._unconfined_child(spawn, fd)
+                    status = self._unconfined_child(spawn, fd, region_fd)
                 finally:
                     os._exit(status)
             self._children.add(pid)
@@ -297,7 +304,7 @@ class Launcher:
 
         def body(report: list[str]) -> int:
             _prctl.set_name(f"ire-w-{spawn.tenant}")
-            return self._body(socket.socket(fileno=fd), spawn, report)
+            return self._body(socket.socket(fileno=fd), spawn, report, region_fd)
 
         def on_failure(detail: str) -> None:
             error = pb.FromWorker(error=pb.WorkerError(code=pb.WorkerError.INTERNAL, detail=detail))
@@ -313,7 +320,7 @@ class Launcher:
         self._groups[pid] = group
         return pid
 
-    def _unconfined_child(self, spawn: pb.SpawnWorker, fd: int) -> int:
+    def _unconfined_child(self, spawn: pb.SpawnWorker, fd: int, region_fd: int = -1) -> int:
         """The unsafe mode's worker: the launcher's own privileges, no layer at all."""
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -322,7 +329,7 @@ class Launcher:
         _prctl.die_with_parent(os.getppid())
         _prctl.set_name(f"ire-w-{spawn.tenant}")
         os.environ.update(spawn.environment)  # checked by gpu_problem before the fork
-        return self._body(socket.socket(fileno=fd), spawn, [])
+        return self._body(socket.socket(fileno=fd), spawn, [], region_fd)
 
     def _stop(self, pid: int) -> None:
         group = self._groups.get(pid)

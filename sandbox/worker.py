@@ -12,6 +12,7 @@ load (``GPU_UNUSABLE``) unless the spawn allowed CPU fallback.
 
 from __future__ import annotations
 
+import mmap
 import os
 import socket
 import time
@@ -47,9 +48,17 @@ class Worker:
     """Holds the loaded sessions and answers one frame at a time."""
 
     def __init__(
-        self, intra_op_threads: int, confinement: list[str], *, gpu: bool = False, allow_cpu_fallback: bool = False
+        self,
+        intra_op_threads: int,
+        confinement: list[str],
+        *,
+        gpu: bool = False,
+        allow_cpu_fallback: bool = False,
+        region: mmap.mmap | None = None,
     ) -> None:
         self._sessions: dict[str, ort.InferenceSession] = {}
+        # The input region the supervisor writes large inputs into, mapped read-only.
+        self._region = region
         self._threads = intra_op_threads
         self._confinement = confinement
         self._gpu = gpu
@@ -70,6 +79,7 @@ class Worker:
                 pid=os.getpid(),
                 onnxruntime_version=ort.__version__,
                 confinement=self._confinement,
+                input_region_bytes=len(self._region) if self._region is not None else 0,
             ),
         )
 
@@ -117,7 +127,7 @@ class Worker:
         if session is None:
             return _error(_Code.NOT_LOADED, f"model {request.model_key} is not loaded")
         names = list(request.outputs)
-        feeds = {t.name: _to_array(t) for t in request.inputs}
+        feeds = {t.name: _to_array(t, self._region) for t in request.inputs}
         try:
             arrays = session.run(names, feeds)
         except Exception as exc:
@@ -134,12 +144,21 @@ def _error(code: pb.WorkerError.Code, detail: str) -> pb.FromWorker:
     return pb.FromWorker(error=pb.WorkerError(code=code, detail=detail[:2000]))
 
 
-def _to_array(tensor: pb.Tensor) -> np.ndarray:
+def _to_array(tensor: pb.Tensor, region: mmap.mmap | None = None) -> np.ndarray:
     dtype = OIP_TO_NUMPY.get(tensor.datatype)
     if dtype is None:
         raise _BadRequestError(f"input {tensor.name!r} has unknown datatype {tensor.datatype!r}")
     try:
-        return np.frombuffer(tensor.data, dtype=dtype).reshape(tuple(tensor.shape))
+        length = tensor.region_length
+        if not length:
+            return np.frombuffer(tensor.data, dtype=dtype).reshape(tuple(tensor.shape))
+        # In the input region: read in place (the supervisor leaves the range alone until
+        # this call's reply has arrived).
+        offset = tensor.region_offset
+        if region is None or tensor.data or offset + length > len(region) or length % np.dtype(dtype).itemsize:
+            raise _BadRequestError(f"input {tensor.name!r}: bad input region range {offset}+{length}")
+        count = length // np.dtype(dtype).itemsize
+        return np.frombuffer(region, dtype=dtype, count=count, offset=offset).reshape(tuple(tensor.shape))
     except ValueError as exc:
         raise _BadRequestError(f"input {tensor.name!r}: {exc}") from exc
 
@@ -152,6 +171,20 @@ def _fill_tensor(tensor: pb.Tensor, name: str, array: np.ndarray) -> None:
     tensor.datatype = datatype
     tensor.shape.extend(array.shape)
     tensor.data = np.ascontiguousarray(array, dtype=OIP_TO_NUMPY[datatype]).tobytes()
+
+
+def _map_region(fd: int, size: int) -> mmap.mmap | None:
+    """The input region, read-only; None without one, or when its size is not ``size``."""
+    if fd < 0:
+        return None
+    try:
+        if size <= 0 or os.fstat(fd).st_size != size:
+            return None
+        return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
 
 
 class FrameReader:
@@ -210,14 +243,19 @@ def serve(
     *,
     gpu: bool = False,
     allow_cpu_fallback: bool = False,
+    region_fd: int = -1,
+    region_bytes: int = 0,
 ) -> int:
     """Answer frames on ``sock`` until the supervisor closes it; return an exit status.
 
     ``after_warmup`` runs once, right after the first successful inference has been
     answered: by then a model is loaded and has run, so the strict seccomp allow-list
-    can be loaded without starving ONNX Runtime's first-run set-up.
+    can be loaded without starving ONNX Runtime's first-run set-up. ``region_fd`` is the
+    input region (supervisor/workers/region.py), mapped here read-only; its size, or 0
+    when it could not be mapped, goes back in the hello.
     """
-    worker = Worker(intra_op_threads, confinement, gpu=gpu, allow_cpu_fallback=allow_cpu_fallback)
+    region = _map_region(region_fd, region_bytes)
+    worker = Worker(intra_op_threads, confinement, gpu=gpu, allow_cpu_fallback=allow_cpu_fallback, region=region)
     write_frame(sock, worker.hello().SerializeToString())
     frames = FrameReader(sock, MAX_INBOUND_FRAME)
     replies: list[bytes] = []

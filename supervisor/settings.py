@@ -98,6 +98,14 @@ class WorkerSettings:
     dynamic_batching: bool = False
     # Rows in one merged run at most.
     max_batch_rows: int = 64
+    # Input tensors of at least input_region_min_bytes are written into the worker's input
+    # region, shared memory it maps read-only, instead of into its frame (supervisor/workers/
+    # region.py). Each live worker has one region of input_region_bytes: memory the
+    # supervisor may hold is that times max_workers. A tensor that does not fit travels
+    # in the frame.
+    input_region: bool = True
+    input_region_bytes: int = 32 * MiB
+    input_region_min_bytes: int = 64 * 1024
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from protos import worker_pb2 as pb
 from sandbox.errors import FrameError
 from sandbox.framing import HEADER, encode_frame, parse_header
 from supervisor.errors import WorkerCrashedError, WorkerProtocolError, WorkerStartError
+from supervisor.workers.region import InputRegion
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +59,11 @@ class WorkerConnection(asyncio.Protocol):
         # Back-pressure: set while the transport's write buffer is over its high mark.
         self._paused = False
         self._drained: list[asyncio.Future[None]] = []
+        # The worker's input region (supervisor/workers/region.py), once its hello said it
+        # mapped it, and the ranges each call in flight (or abandoned) holds there.
+        self._region: InputRegion | None = None
+        self._region_min = 0
+        self._ranges: dict[int, list[int]] = {}
 
     @classmethod
     async def open(cls, pid: int, sock: socket.socket, max_frame_bytes: int, timeout: float) -> WorkerConnection:
@@ -81,6 +87,10 @@ class WorkerConnection(asyncio.Protocol):
             raise WorkerProtocolError(f"worker sent {hello.WhichOneof('body')!r} first, expected 'hello'")
         conn.hello = hello.hello
         return conn
+
+    def use_region(self, region: InputRegion, min_bytes: int) -> None:
+        """Send input tensors of at least ``min_bytes`` through ``region`` from now on."""
+        self._region, self._region_min = region, min_bytes
 
     @property
     def alive(self) -> bool:
@@ -154,6 +164,8 @@ class WorkerConnection(asyncio.Protocol):
             if not first.done():
                 first.set_result(message)
             return
+        if self._ranges:
+            self._give_back(message.id)
         future = self._pending.pop(message.id, None)
         if future is None:
             if message.id in self._abandoned:
@@ -177,11 +189,41 @@ class WorkerConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def _give_back(self, call_id: int) -> None:
+        ranges = self._ranges.pop(call_id, None)
+        if ranges is not None and self._region is not None:
+            for start in ranges:
+                self._region.give_back(start)
+
+    def _to_region(self, call_id: int, message: pb.ToWorker) -> None:
+        """Move the large input tensors of ``message`` into the input region, when they fit."""
+        region = self._region
+        assert region is not None
+        taken: list[int] = []
+        for tensor in message.infer.inputs:
+            if tensor.ByteSize() < self._region_min:
+                continue
+            data = tensor.data
+            start = region.put(data)
+            if start is None:
+                break  # full: this and the rest travel in the frame
+            taken.append(start)
+            tensor.ClearField("data")
+            tensor.region_offset = start
+            tensor.region_length = len(data)
+        if taken:
+            self._ranges[call_id] = taken
+
     def _fail(self, exc: BaseException) -> None:
         if self._closed is None:
             self._closed = exc
             if isinstance(exc, WorkerProtocolError):
                 log.warning("worker broke the protocol", pid=self.pid, error=str(exc))
+            # The worker is gone or cut off: nothing reads the region any more.
+            self._ranges.clear()
+            if self._region is not None:
+                self._region.close()
+                self._region = None
         self._close_transport()
         self._partial.clear()
         first, self._first = self._first, None
@@ -205,6 +247,8 @@ class WorkerConnection(asyncio.Protocol):
         # call. A caller cancelled mid-call cancels ``future``; the id is then abandoned.
         timer = loop.call_later(timeout, _expire, future)
         try:
+            if self._region is not None and message.WhichOneof("body") == "infer":
+                self._to_region(call_id, message)
             if not self._outbox:
                 loop.call_soon(self._flush)
             self._outbox.append(encode_frame(message.SerializeToString()))

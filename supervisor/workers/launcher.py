@@ -22,6 +22,7 @@ from protos import worker_pb2 as pb
 from sandbox.profile import Profile
 from supervisor.errors import WorkerStartError
 from supervisor.gpu.devices import WorkerGpu
+from supervisor.workers.region import InputRegion
 
 log = structlog.get_logger(__name__)
 
@@ -147,12 +148,14 @@ class LauncherClient:
         gpu: WorkerGpu | None = None,
         allow_cpu_fallback: bool = False,
         unsafe_no_sandbox: bool = False,
+        region: InputRegion | None = None,
     ) -> tuple[int, socket.socket]:
         """Fork a worker for ``tenant``; return its pid and the supervisor's end of its socket.
 
         Without ``profile`` (and ``unsafe_no_sandbox``) the launcher refuses the spawn. With
         ``gpu`` the worker gets that slice's devices and environment and loads models on
-        CUDA; ``allow_cpu_fallback`` lets it keep a model ORT could only place on CPU.
+        CUDA; ``allow_cpu_fallback`` lets it keep a model ORT could only place on CPU. With
+        ``region`` the worker gets that input region's descriptor (supervisor/workers/region.py).
         """
         if self._process.poll() is not None:
             raise WorkerStartError(f"launcher exited with status {self._process.returncode}")
@@ -166,19 +169,26 @@ class LauncherClient:
             allow_cpu_fallback=allow_cpu_fallback,
             unsafe_no_sandbox=unsafe_no_sandbox,
         )
+        fds: list[int] = []
+        if region is not None:
+            spawn.input_region_bytes = region.size
+            fds.append(region.take_fd())
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        fds.insert(0, theirs.fileno())
         request_id = next(self._ids)
         request = pb.ToLauncher(id=request_id, spawn=spawn)
         future: asyncio.Future[pb.FromLauncher] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
-            socket.send_fds(self._control, [request.SerializeToString()], [theirs.fileno()])
+            socket.send_fds(self._control, [request.SerializeToString()], fds)
         except OSError as exc:
             self._pending.pop(request_id, None)
             ours.close()
             raise WorkerStartError(f"cannot reach the launcher: {exc}") from exc
         finally:
             theirs.close()
+            for fd in fds[1:]:
+                os.close(fd)
         try:
             reply = await asyncio.wait_for(future, timeout)
         except (TimeoutError, WorkerStartError):

@@ -46,6 +46,7 @@ from supervisor.gpu.factory import NoGpus
 from supervisor.settings import Settings
 from supervisor.workers.connection import WorkerConnection
 from supervisor.workers.launcher import LauncherClient
+from supervisor.workers.region import InputRegion
 from supervisor.workers.tenant import TenantInfo, WorkerTenant
 
 log = structlog.get_logger(__name__)
@@ -181,6 +182,7 @@ class WorkerPool:
             worker_id = uuid.uuid4().hex
             # Raises QuotaExceededError (RESOURCE_EXHAUSTED) when no slice can be had.
             assignment = await self._gpu.acquire(slot.tenant, worker_id, info.gpu if info is not None else "")
+            region = self._new_region(slot.tenant)
             try:
                 gpu = self._hand_off(slot.tenant, assignment)
                 pid, sock = await self._launcher.spawn(
@@ -193,9 +195,12 @@ class WorkerPool:
                     gpu=gpu,
                     allow_cpu_fallback=gpu is not None and self._cpu_fallback_allowed(slot.tenant),
                     unsafe_no_sandbox=self._unsafe,
+                    region=region,
                 )
             except BaseException:
                 self._gpu.free(worker_id)  # no process was started: nothing can hold the slice
+                if region is not None:
+                    region.close()
                 raise
             self._tenant_of_pid[pid] = slot.tenant
             if assignment is not None:
@@ -208,7 +213,15 @@ class WorkerPool:
                 self._check_confinement(slot.tenant, pid, confinement)
             except BaseException:
                 self._launcher.stop(pid)
+                if region is not None:
+                    region.close()
                 raise
+            if region is not None:
+                if conn.hello is not None and conn.hello.input_region_bytes == region.size:
+                    conn.use_region(region, cfg.input_region_min_bytes)
+                else:
+                    log.warning("worker did not map its input region; its inputs travel in frames", pid=pid)
+                    region.close()
             log.info(
                 "worker started",
                 tenant=slot.tenant,
@@ -221,6 +234,16 @@ class WorkerPool:
             slot.conn = conn
             slot.placement = assignment
             return conn
+
+    def _new_region(self, tenant: str) -> InputRegion | None:
+        cfg = self._settings.workers
+        if not cfg.input_region:
+            return None
+        try:
+            return InputRegion(cfg.input_region_bytes, f"ire-inputs-{tenant}")
+        except OSError as exc:
+            log.warning("cannot make an input region; the worker's inputs travel in frames", error=str(exc))
+            return None
 
     @staticmethod
     def _hand_off(tenant: str, assignment: Assignment | None) -> WorkerGpu | None:

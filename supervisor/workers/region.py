@@ -1,0 +1,119 @@
+"""A worker's input region: shared memory the supervisor writes large input tensors into.
+
+Without it a tensor's bytes are copied into the worker's frame, through the socket and
+out of it again. With it the supervisor copies them once, into a region the worker maps,
+and the frame says where they are (``Tensor.region_offset``, ``region_length``).
+
+The trust boundary stays where it was:
+
+- the supervisor makes the region (a memfd), maps it, then seals it before the worker
+  gets it: ``F_SEAL_SHRINK`` and ``F_SEAL_GROW``, so the worker cannot change its size and
+  make the supervisor's mapping fault; ``F_SEAL_FUTURE_WRITE``, so no new writable shared
+  mapping of it can be made, and the worker can only read it;
+- the supervisor never reads the region back: outputs still travel in frames and are
+  checked as before;
+- one region per worker, and a worker serves one tenant: what a region holds is that
+  tenant's own inputs.
+
+A range is given back when the call's reply (or a late one) arrives, or when the
+connection ends; the worker reads the frames in order, so ranges come back in the order
+they were taken. When the region is empty the next range starts at its beginning again,
+so a worker that serves one call at a time keeps only its largest call's bytes resident.
+A tensor that does not fit travels in the frame, as before.
+
+No library does this: ``multiprocessing.shared_memory`` names its segments in /dev/shm,
+where any process of the same uid could open them, and cannot seal them.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fcntl
+import mmap
+import os
+
+__all__ = ["InputRegion"]
+
+# Not in Python's fcntl module before 3.12 (linux/fcntl.h): no writable shared mapping
+# can be made once it is set; mappings made before it keep their access.
+F_SEAL_FUTURE_WRITE = 0x0010
+_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | F_SEAL_FUTURE_WRITE | fcntl.F_SEAL_SEAL
+_ALIGN = 64  # each range starts on a cache line (ONNX Runtime prefers aligned inputs)
+
+
+class InputRegion:
+    """One worker's region and its ranges. Event-loop thread only."""
+
+    def __init__(self, size: int, name: str = "ire-inputs") -> None:
+        self.size = size
+        fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            os.ftruncate(fd, size)
+            self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd: int | None = fd
+        # (start, end, returned) of every range taken and not yet given back, oldest first.
+        self._ranges: collections.deque[list[int]] = collections.deque()
+        self._head = 0
+
+    def take_fd(self) -> int:
+        """The memfd, for the spawn request; the caller closes it once it is sent."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            raise RuntimeError("the input region's descriptor was already handed over")
+        return fd
+
+    @property
+    def in_use(self) -> int:
+        """Bytes between the oldest range not given back and the next free byte."""
+        if not self._ranges:
+            return 0
+        start = self._ranges[0][0]
+        return self._head - start if self._head >= start else self.size - start + self._head
+
+    def put(self, data: bytes) -> int | None:
+        """Copy ``data`` into a free range; its offset, or None when none is free."""
+        length = len(data)
+        size = (length + _ALIGN - 1) & ~(_ALIGN - 1)
+        start = self._place(size)
+        if start is None:
+            return None
+        self._map[start : start + length] = data
+        self._ranges.append([start, start + size, 0])
+        self._head = start + size
+        return start
+
+    def _place(self, size: int) -> int | None:
+        if not self._ranges:
+            return 0 if size <= self.size else None
+        tail, head = self._ranges[0][0], self._head
+        if head == tail:  # ranges wrapped round and meet: full
+            return None
+        if head > tail:  # free: [head, size) and [0, tail)
+            if size <= self.size - head:
+                return head
+            return 0 if size <= tail else None
+        return head if size <= tail - head else None  # free: [head, tail)
+
+    def give_back(self, start: int) -> None:
+        """The range at ``start`` is no longer read by the worker."""
+        for entry in self._ranges:
+            if entry[0] == start and not entry[2]:
+                entry[2] = 1
+                break
+        while self._ranges and self._ranges[0][2]:
+            self._ranges.popleft()
+        if not self._ranges:
+            self._head = 0
+
+    def close(self) -> None:
+        self._ranges.clear()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(BufferError):
+            self._map.close()
