@@ -20,6 +20,10 @@ LARGE_MODEL = "large"
 # 1024 wide, 4 Gemms: 4.2 M parameters, 16 MB of FP32 weights.
 LARGE_HIDDEN = 1024
 LARGE_LAYERS = 4
+# One Gemm from WIDE_WIDTH inputs to one output: a call of one row carries 1 MiB in and
+# 4 bytes out, and its run reads the input once, so copying the input is most of its cost.
+WIDE_MODEL = "wide"
+WIDE_WIDTH = 262_144
 TENANT_PREFIX = "rr"
 # The bench tenant's tier: quotas stay on, with a rate (5,000/s) above what the MLP
 # reaches here, so that figures measure serving rather than the token bucket.
@@ -33,6 +37,7 @@ class BenchHome:
     token: str
     large_model_path: Path | None = None
     tenant_tokens: tuple[str, ...] = ()
+    wide_model_path: Path | None = None
 
 
 def _write_model(root: Path, name: str, onnx: bytes) -> Path:
@@ -43,12 +48,15 @@ def _write_model(root: Path, name: str, onnx: bytes) -> Path:
     return path
 
 
-def make_bench_home(root: Path, token_ttl_seconds: int, large: bool = False, tenants: int = 0) -> BenchHome:
+def make_bench_home(
+    root: Path, token_ttl_seconds: int, large: bool = False, tenants: int = 0, wide: bool = False
+) -> BenchHome:
     """Create a home under ``root`` (which must not exist yet) holding ``bench/mlp`` version 1,
-    with ``large`` also ``bench/large`` and ``tenants`` more tenants ``rr000``... each with
-    its own signed copy of the MLP and its own token."""
+    with ``large`` also ``bench/large``, with ``wide`` also ``bench/wide``, and ``tenants``
+    more tenants ``rr000``... each with its own signed copy of the MLP and its own token."""
     model_path = _write_model(root, "model", build_mlp(LAYERS))
     large_path = _write_model(root, "large-model", build_large_mlp(LARGE_HIDDEN, LARGE_LAYERS)) if large else None
+    wide_path = _write_model(root, "wide-model", build_mlp((WIDE_WIDTH, 1))) if wide else None
     names = [f"{TENANT_PREFIX}{i:03d}" for i in range(tenants)]
     home = Home.init(root / "home")
     registry = home.registry()
@@ -58,6 +66,8 @@ def make_bench_home(root: Path, token_ttl_seconds: int, large: bool = False, ten
         sign_and_register(home, registry, TENANT, MODEL, model_path.parent, key, "1")
         if large_path is not None:
             sign_and_register(home, registry, TENANT, LARGE_MODEL, large_path.parent, key, "1")
+        if wide_path is not None:
+            sign_and_register(home, registry, TENANT, WIDE_MODEL, wide_path.parent, key, "1")
         for name in names:
             registry.create_tenant(name, "standard")
             tenant_model = _write_model(root / "tenants", name, model_path.read_bytes())
@@ -83,4 +93,5 @@ def make_bench_home(root: Path, token_ttl_seconds: int, large: bool = False, ten
         token=token(TENANT),
         large_model_path=large_path,
         tenant_tokens=tuple(token(n) for n in names),
+        wide_model_path=wide_path,
     )

@@ -72,13 +72,16 @@ def _servers(model_path: Path, home_root: Path) -> dict[str, tuple[list[str], di
     return found
 
 
-def _run_once(server: ServerProcess, token: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_once(
+    server: ServerProcess, token: str, args: argparse.Namespace, model: str = MODEL, width: int | None = None
+) -> dict[str, Any]:
+    """One loadgen run against ``server`` at ``args``' concurrency and duration; its JSON."""
     env = {k: v for k, v in os.environ.items() if k != "IRE_HOME"}
     env[TOKEN_ENV] = token
     argv = [
-        sys.executable, "-m", "bench.loadgen", "--json", "--target", server.address, "--model", MODEL,
+        sys.executable, "-m", "bench.loadgen", "--json", "--target", server.address, "--model", model,
         "--concurrency", str(args.concurrency), "--warmup", str(args.warmup), "--duration", str(args.duration),
-        "--cpu-pid", str(server.process.pid),
+        "--cpu-pid", str(server.process.pid), *(["--width", str(width)] if width is not None else []),
     ]  # fmt: skip
     bound = args.warmup + args.duration + FIRST_CALL_TIMEOUT_SECONDS + CALL_TIMEOUT_SECONDS + 30.0
     try:
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 # One server at a time, started afresh: an idle peer would still take CPU.
                 server = start_server(name, command, env, pattern, workdir, START_TIMEOUT_SECONDS, cwd=REPO)
                 try:
-                    runs.setdefault(name, []).append(_run_once(server, home.token, args))
+                    runs.setdefault(name, []).append(run_once(server, home.token, args))
                 finally:
                     stop(server.process)
     except (BenchError, ServerStartError) as exc:
