@@ -37,13 +37,25 @@ def _workers(server: Server) -> list[psutil.Process]:
     return [worker for shim in launcher[0].children() for worker in shim.children()]
 
 
-def _wait_for(predicate, timeout: float = 10.0) -> None:
+def _wait_for(predicate, timeout: float = 10.0, describe=lambda: "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.02)
-    raise AssertionError("condition not reached")
+    raise AssertionError(f"condition not reached {describe()}".rstrip())
+
+
+def _survivors(processes: list[psutil.Process]) -> list[tuple[int, str, str]]:
+    """(pid, name, status) of each process still running and not a zombie."""
+    alive = []
+    for p in processes:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append((p.pid, p.name(), p.status()))
+        except psutil.NoSuchProcess:
+            continue
+    return alive
 
 
 def test_worker_killed_mid_request_gives_unavailable_then_recovers(fresh_server: Server) -> None:
@@ -109,7 +121,7 @@ def test_sigterm_stops_workers_and_launcher(tmp_path: Path) -> None:
     descendants = psutil.Process(server.process.pid).children(recursive=True)
     assert len(descendants) == 3  # launcher, and one worker with its shim
     assert stop_server(server) == 0
-    _wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in descendants))
+    _wait_for(lambda: not _survivors(descendants), describe=lambda: f"still running: {_survivors(descendants)}")
 
 
 def test_supervisor_killed_takes_workers_down(tmp_path: Path) -> None:
@@ -118,7 +130,7 @@ def test_supervisor_killed_takes_workers_down(tmp_path: Path) -> None:
     descendants = psutil.Process(server.process.pid).children(recursive=True)
     server.process.kill()
     server.process.wait()
-    _wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in descendants))
+    _wait_for(lambda: not _survivors(descendants), describe=lambda: f"still running: {_survivors(descendants)}")
 
 
 def test_model_swapped_in_store_is_refused_at_load(tmp_path: Path) -> None:
