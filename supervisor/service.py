@@ -34,7 +34,7 @@ from supervisor.quota.admission import Quotas
 from supervisor.registry import ModelRecord, ModelStore, Registry, Tenant
 from supervisor.settings import Settings
 from supervisor.signing.load import load_model_bytes
-from supervisor.tensors import checked_response, decode_request
+from supervisor.tensors import checked_response, decode_request, put_aside_back
 from supervisor.workers import WorkerPool
 from supervisor.workers.batching import Batcher, stackable
 
@@ -120,6 +120,10 @@ class InferenceService:
         quotas: Quotas,
     ) -> None:
         self._settings = settings
+        # Inputs this large go to the worker's input region without passing through the
+        # worker message (supervisor/workers/region.py); 0 when there is no region.
+        workers = settings.workers
+        self._aside_min_bytes = workers.input_region_min_bytes if workers.input_region else 0
         self._registry = registry
         self._store = store
         self._pool = pool
@@ -189,6 +193,7 @@ class InferenceService:
             max_request_bytes=self._settings.server.max_request_bytes,
             max_tensor_elements=limits.max_tensor_elements,
             size=facts.bytes,
+            aside_min_bytes=self._aside_min_bytes,
         )
         record.input_sha256 = decoded.digest
         record.detail["batch"] = decoded.batch
@@ -204,11 +209,12 @@ class InferenceService:
             message.infer.model_key = model.sha256
             load = lambda: self._load_bytes(model)  # noqa: E731 - called only when the worker lacks the model
             if self._batcher is not None and (rows := _stack_rows(decoded.inputs, model)):
+                put_aside_back(message, decoded.aside)  # merged runs concatenate the bytes
                 result, shared = await self._batcher.infer(caller.principal.tenant, model.sha256, load, message, rows)
                 if shared > 1:
                     record.detail["dynamic_batch"] = shared  # calls of this tenant in the same run
             else:
-                result = await self._pool.infer(caller.principal.tenant, model.sha256, load, message)
+                result = await self._pool.infer(caller.principal.tenant, model.sha256, load, message, decoded.aside)
             response, output_sha256 = checked_response(
                 request,
                 model.version,

@@ -48,6 +48,10 @@ class DecodedRequest(NamedTuple):
     batch: int
     # digest_tensors(inputs), worked out while decoding (each protobuf read copies).
     digest: str
+    # Inputs left out of the message, as (index, bytes): large ones, which the worker's
+    # connection writes straight into its input region (supervisor/workers/region.py)
+    # rather than into the message and out again; their tensors have shapes but no data.
+    aside: tuple[tuple[int, bytes], ...] = ()
 
     @property
     def inputs(self) -> Sequence[worker_pb2.Tensor]:
@@ -142,11 +146,14 @@ def decode_request(
     max_request_bytes: int,
     max_tensor_elements: int,
     size: int | None = None,
+    aside_min_bytes: int = 0,
 ) -> DecodedRequest:
     """Validate ``request`` against the model's metadata and build worker tensors.
 
     ``size`` is ``request.ByteSize()`` when the caller has it already (it is not free).
     Every protobuf field is read once: each read of a message field makes a new object.
+    With ``aside_min_bytes``, inputs at least that large are left out of the message and
+    returned in ``aside`` (:func:`put_aside_back` puts them in).
     """
     size = request.ByteSize() if size is None else size
     if size > max_request_bytes:
@@ -163,6 +170,7 @@ def decode_request(
     infer = message.infer
     decoded = infer.inputs
     seen: set[str] = set()
+    aside: list[tuple[int, bytes]] = []
     digest = hashlib.sha256()
     batch = 0
     for index, tensor in enumerate(tensors):
@@ -195,13 +203,24 @@ def decode_request(
                 )
         else:
             data = _typed_bytes(tensor, entry.spec, count)
-        decoded.add(name=name, datatype=datatype, shape=shape, data=data)
+        if aside_min_bytes and len(data) >= aside_min_bytes:
+            decoded.add(name=name, datatype=datatype, shape=shape)
+            aside.append((index, data))
+        else:
+            decoded.add(name=name, datatype=datatype, shape=shape, data=data)
         _digest_one(digest, name, datatype, shape, data)
         if shape and index == 0:
             batch = shape[0]
     wanted = _requested_outputs(request, outputs)
     infer.outputs.extend(wanted)
-    return DecodedRequest(message, wanted, batch, digest.hexdigest())
+    return DecodedRequest(message, wanted, batch, digest.hexdigest(), tuple(aside))
+
+
+def put_aside_back(message: worker_pb2.ToWorker, aside: Sequence[tuple[int, bytes]]) -> None:
+    """Put inputs :func:`decode_request` left out back into ``message`` (one copy each)."""
+    inputs = message.infer.inputs
+    for index, data in aside:
+        inputs[index].data = data
 
 
 def _refuse_names(tensors: Sequence[oip.ModelInferRequest.InferInputTensor], plan: Mapping[str, _Spec]) -> NoReturn:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import mmap
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +13,16 @@ import psutil
 import pytest
 
 from protos import worker_pb2 as pb
+from protos.inference import grpc_predict_v2_pb2 as oip
 from sandbox import worker
+from sandbox.framing import encode_frame, read_frame
 from supervisor.client import build_request, decode_response
 from supervisor.home import Home
+from supervisor.modelgraph import TensorSpec
 from supervisor.modelgraph.build import build_identity
 from supervisor.signing.onboard import local_signer, sign_and_register
+from supervisor.tensors import DecodedRequest, decode_request, put_aside_back
+from supervisor.workers.connection import WorkerConnection
 from supervisor.workers.region import InputRegion
 from tests.conftest import Server, start_server, stop_server, write_model
 from tests.conftest import make_home as make_base_home
@@ -185,3 +192,80 @@ def test_region_ranges_come_back_in_order_and_a_full_region_says_so() -> None:
         assert region.put(b"f" * 60_000) == 0  # empty: starts again at 0
     finally:
         region.close()
+
+
+# -- inputs held aside: the supervisor's copies ------------------------------------------------
+
+
+def _infer_request(x: np.ndarray) -> oip.ModelInferRequest:
+    return build_request("wide", {"x": x}, {"x": "FP32"})
+
+
+def _decode(request: oip.ModelInferRequest, aside_min_bytes: int) -> DecodedRequest:
+    spec = (TensorSpec("x", "FP32", (-1, WIDTH)),)
+    return decode_request(
+        request, spec, (TensorSpec("y", "FP32", (-1, WIDTH)),), max_request_bytes=1 << 24,
+        max_tensor_elements=1 << 24, aside_min_bytes=aside_min_bytes,
+    )  # fmt: skip
+
+
+def test_large_input_held_aside_keeps_its_digest_and_goes_back_unchanged() -> None:
+    request = _infer_request(np.random.default_rng(0).standard_normal((1, WIDTH)).astype(np.float32))
+    whole = _decode(request, 0)
+    held = _decode(request, 64 * KIB)
+    assert whole.aside == () and len(held.aside) == 1
+    index, data = held.aside[0]
+    assert index == 0 and data == whole.inputs[0].data
+    assert held.inputs[0].data == b"" and list(held.inputs[0].shape) == [1, WIDTH]
+    # The audit digest covers the bytes the caller sent, wherever they travel.
+    assert held.digest == whole.digest
+    put_aside_back(held.message, held.aside)
+    assert held.message.SerializeToString() == whole.message.SerializeToString()
+    # Below the threshold (a 128 KiB input, a 256 KiB threshold) it stays in the message.
+    assert _decode(request, 256 * KIB).aside == ()
+
+
+def test_input_held_aside_travels_in_the_frame_when_the_worker_has_no_region() -> None:
+    async def case() -> None:
+        ours, theirs = socket.socketpair()
+        theirs.sendall(encode_frame(pb.FromWorker(id=0, hello=pb.Hello(pid=1)).SerializeToString()))
+        conn = await WorkerConnection.open(1234, ours, 1 << 24, timeout=5)
+        message = pb.ToWorker()
+        message.infer.inputs.add(name="x", datatype="FP32", shape=[1, 4])
+        call = asyncio.create_task(conn.request(message, 5, ((0, b"\x01" * 16),)))
+        loop = asyncio.get_running_loop()
+        sent = pb.ToWorker.FromString(await loop.run_in_executor(None, read_frame, theirs, 1 << 24) or b"")
+        assert sent.infer.inputs[0].data == b"\x01" * 16 and sent.infer.inputs[0].region_length == 0
+        theirs.sendall(encode_frame(pb.FromWorker(id=sent.id, result=pb.InferResult()).SerializeToString()))
+        assert (await call).WhichOneof("body") == "result"
+        conn.close()
+        theirs.close()
+
+    asyncio.run(case())
+
+
+def test_region_range_is_held_until_the_late_reply_of_an_abandoned_call() -> None:
+    async def case() -> None:
+        ours, theirs = socket.socketpair()
+        theirs.sendall(encode_frame(pb.FromWorker(id=0, hello=pb.Hello(pid=1)).SerializeToString()))
+        conn = await WorkerConnection.open(1234, ours, 1 << 24, timeout=5)
+        region = InputRegion(64 * KIB)
+        conn.use_region(region, 1024)
+        message = pb.ToWorker()
+        message.infer.inputs.add(name="x", datatype="FP32", shape=[1, 1024])
+        with pytest.raises(TimeoutError):
+            await conn.request(message, 0.2, ((0, b"\x02" * 4096),))
+        sent = pb.ToWorker.FromString(read_frame(theirs, 1 << 24) or b"")
+        assert (sent.infer.inputs[0].region_offset, sent.infer.inputs[0].region_length) == (0, 4096)
+        # The worker may still be reading it: the range is not free yet.
+        assert region.in_use == 4096
+        theirs.sendall(encode_frame(pb.FromWorker(id=sent.id, result=pb.InferResult()).SerializeToString()))
+        for _ in range(100):
+            if region.in_use == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert region.in_use == 0 and conn.alive
+        conn.close()
+        theirs.close()
+
+    asyncio.run(case())

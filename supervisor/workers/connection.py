@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
+from collections.abc import Sequence
 from typing import cast
 
 import structlog
@@ -199,9 +200,9 @@ class WorkerConnection(asyncio.Protocol):
         """Move the large input tensors of ``message`` into the input region, when they fit."""
         region = self._region
         assert region is not None
-        taken: list[int] = []
+        taken = self._ranges.setdefault(call_id, [])
         for tensor in message.infer.inputs:
-            if tensor.ByteSize() < self._region_min:
+            if tensor.region_length or tensor.ByteSize() < self._region_min:
                 continue
             data = tensor.data
             start = region.put(data)
@@ -211,8 +212,24 @@ class WorkerConnection(asyncio.Protocol):
             tensor.ClearField("data")
             tensor.region_offset = start
             tensor.region_length = len(data)
-        if taken:
-            self._ranges[call_id] = taken
+        if not taken:
+            del self._ranges[call_id]
+
+    def _place_aside(self, call_id: int, message: pb.ToWorker, aside: Sequence[tuple[int, bytes]]) -> None:
+        inputs = message.infer.inputs
+        region = self._region
+        taken = self._ranges.setdefault(call_id, [])
+        for index, data in aside:
+            tensor = inputs[index]
+            start = region.put(data) if region is not None else None
+            if start is None:
+                tensor.data = data  # no region, or no room: in the frame
+                continue
+            taken.append(start)
+            tensor.region_offset = start
+            tensor.region_length = len(data)
+        if not taken:
+            del self._ranges[call_id]
 
     def _fail(self, exc: BaseException) -> None:
         if self._closed is None:
@@ -235,8 +252,11 @@ class WorkerConnection(asyncio.Protocol):
                 future.set_exception(WorkerCrashedError(f"worker {self.pid} died with the call in flight"))
         self._wake_writers(WorkerCrashedError(f"worker {self.pid} is gone"))
 
-    async def request(self, message: pb.ToWorker, timeout: float) -> pb.FromWorker:
-        """Send ``message`` and wait for its reply."""
+    async def request(
+        self, message: pb.ToWorker, timeout: float, aside: Sequence[tuple[int, bytes]] = ()
+    ) -> pb.FromWorker:
+        """Send ``message`` and wait for its reply. ``aside``: (input index, bytes) of inputs
+        left out of ``message``, written into the input region when they fit, else into it."""
         if self._closed is not None:
             raise WorkerCrashedError(f"worker {self.pid} is gone")
         message.id = call_id = next(self._ids)
@@ -247,6 +267,8 @@ class WorkerConnection(asyncio.Protocol):
         # call. A caller cancelled mid-call cancels ``future``; the id is then abandoned.
         timer = loop.call_later(timeout, _expire, future)
         try:
+            if aside:
+                self._place_aside(call_id, message, aside)
             if self._region is not None and message.WhichOneof("body") == "infer":
                 self._to_region(call_id, message)
             if not self._outbox:

@@ -21,7 +21,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -355,10 +355,18 @@ class WorkerPool:
             "and CPU fallback is not allowed"
         )
 
-    async def infer(self, tenant: str, key: str, load: Callable[[], bytes], request: pb.ToWorker) -> pb.InferResult:
+    async def infer(
+        self,
+        tenant: str,
+        key: str,
+        load: Callable[[], bytes],
+        request: pb.ToWorker,
+        aside: Sequence[tuple[int, bytes]] = (),
+    ) -> pb.InferResult:
         """Run ``request`` (a message whose ``infer`` is set, built in place: wrapping an
         InferRequest would copy its tensors) on the tenant's worker, loading model ``key``
-        first if needed.
+        first if needed. ``aside`` holds input bytes left out of ``request``
+        (:attr:`supervisor.tensors.DecodedRequest.aside`).
 
         The time spent before the request reaches the worker (starting it, loading the
         model) is left in :data:`QUEUE_SECONDS` for the caller's metrics.
@@ -379,7 +387,7 @@ class WorkerPool:
             if not ready:
                 await self._ensure_loaded(slot, conn, key, load)
             QUEUE_SECONDS.set(time.perf_counter() - queued)
-            reply = await conn.request(request, slot.timeout)
+            reply = await conn.request(request, slot.timeout, aside)
         except WorkerProtocolError:
             self._kill(conn)
             raise
