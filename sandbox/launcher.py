@@ -364,12 +364,21 @@ class Launcher:
         return oom
 
     def _shutdown(self) -> None:
-        """Kill every worker, reap them, and leave no cgroup behind."""
-        for group in self._groups.values():
-            group.kill()
+        """Kill every worker, reap them, and leave no cgroup behind.
+
+        Without the freezer. This runs once the supervisor has closed the control channel,
+        which is also how its death looks to this process, whose own death signal then
+        ends it at any moment: a freeze, kill and thaw cut short there would leave a group
+        frozen, its shim stuck until the next launcher finds it stale. SIGKILL to every
+        process of each group is enough: a worker is pid 1 of its own pid namespace, and
+        the kernel kills every process of a namespace whose pid 1 dies, one forked in the
+        meantime included.
+        """
         for pid in list(self._children):
-            if pid not in self._groups:
-                os.kill(pid, signal.SIGKILL)
+            group = self._groups.get(pid)
+            for target in {pid, *(group.pids() if group is not None else ())}:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(target, signal.SIGKILL)
         for pid in list(self._children):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)

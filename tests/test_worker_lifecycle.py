@@ -46,13 +46,24 @@ def _wait_for(predicate, timeout: float = 10.0, describe=lambda: "") -> None:
     raise AssertionError(f"condition not reached {describe()}".rstrip())
 
 
-def _survivors(processes: list[psutil.Process]) -> list[tuple[int, str, str]]:
-    """(pid, name, status) of each process still running and not a zombie."""
+def _kernel_wait(pid: int) -> str:
+    """Where in the kernel ``pid`` waits (its wchan and stack, when readable)."""
+    parts = []
+    for name in ("wchan", "stack"):
+        try:
+            parts.append(Path(f"/proc/{pid}/{name}").read_text().strip().replace("\n", " | "))
+        except OSError:
+            continue
+    return " / ".join(parts)
+
+
+def _survivors(processes: list[psutil.Process]) -> list[tuple[int, str, str, str]]:
+    """(pid, name, status, kernel wait) of each process still running and not a zombie."""
     alive = []
     for p in processes:
         try:
             if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                alive.append((p.pid, p.name(), p.status()))
+                alive.append((p.pid, p.name(), p.status(), _kernel_wait(p.pid)))
         except psutil.NoSuchProcess:
             continue
     return alive
