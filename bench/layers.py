@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from bench import _report
 from bench._environment import describe
 from bench._procs import ServerProcess, ServerStartError, exit_on_sigterm, start_server, stop
 from bench._results import save_results, utc_stamp
-from bench._setup import MODEL, make_bench_home
+from bench._setup import MODEL, BenchHome, make_bench_home
 from bench.loadgen import CALL_TIMEOUT_SECONDS, FIRST_CALL_TIMEOUT_SECONDS, TOKEN_ENV
 from bench.serve import BenchError
 
@@ -112,45 +113,58 @@ def render(medians: dict[str, dict[str, Any]], concurrency: int, rounds: int) ->
     return "\n".join(lines)
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.layers", description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None, prog: str, doc: str, concurrency: int = 16) -> argparse.Namespace:
+    """The options of a benchmark that alternates servers (this one and bench.region)."""
+    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3, help="alternations of the servers (default 3)")
     p.add_argument("--duration", type=float, default=4.0, help="measured seconds per run (default 4)")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run (default 1)")
-    p.add_argument("--concurrency", type=int, default=16, help="calls in flight (default 16)")
+    p.add_argument("--concurrency", type=int, default=concurrency, help=f"calls in flight (default {concurrency})")
     args = p.parse_args(argv)
     if args.rounds < 1 or args.duration <= 0 or args.warmup < 0 or args.concurrency < 1:
         p.error("need --rounds >= 1, --duration > 0, --warmup >= 0 and --concurrency >= 1")
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
-    exit_on_sigterm()
+Servers = dict[str, tuple[list[str], dict[str, str], str]]
+
+
+def alternate(
+    benchmark: str,
+    args: argparse.Namespace,
+    servers: Callable[[BenchHome], Servers],
+    render_medians: Callable[[dict[str, dict[str, Any]]], str],
+    *,
+    wide: bool = False,
+    model: str = MODEL,
+    width: int | None = None,
+) -> int:
+    """Run ``servers`` one at a time, alternated for ``args.rounds`` rounds, against a fresh
+    bench home; save bench/results/<benchmark>-<UTC>.json and print the medians. Exit status."""
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="ire-bench-layers-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"ire-bench-{benchmark}-"))
     runs: dict[str, list[dict[str, Any]]] = {}
     try:
-        home = make_bench_home(workdir / "bench", token_ttl_seconds=3600)
-        servers = _servers(home.model_path, home.home.root)
+        home = make_bench_home(workdir / "bench", token_ttl_seconds=3600, wide=wide)
+        found = servers(home)
         for round_ in range(args.rounds):
-            for name, (command, env, pattern) in servers.items():
+            for name, (command, env, pattern) in found.items():
                 print(f"  {name:<11} round {round_ + 1}/{args.rounds} ...", flush=True)
                 # One server at a time, started afresh: an idle peer would still take CPU.
                 server = start_server(name, command, env, pattern, workdir, START_TIMEOUT_SECONDS, cwd=REPO)
                 try:
-                    runs.setdefault(name, []).append(run_once(server, home.token, args))
+                    runs.setdefault(name, []).append(run_once(server, home.token, args, model, width))
                 finally:
                     stop(server.process)
     except (BenchError, ServerStartError) as exc:
-        print(f"bench.layers: {exc}", file=sys.stderr)
+        print(f"bench.{benchmark}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     medians = {name: _report.median_of_rounds(results) for name, results in runs.items()}
     stamp = utc_stamp()
     document = {
-        "benchmark": "layers",
+        "benchmark": benchmark,
         "timestamp": stamp,
         "argv": sys.argv,
         "settings": vars(args),
@@ -159,11 +173,22 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "elapsed_s": time.monotonic() - started,
     }
-    path = save_results("layers", document, stamp)
+    path = save_results(benchmark, document, stamp)
     print()
-    print(render(medians, args.concurrency, args.rounds))
+    print(render_medians(medians))
     print(f"\nresults: {path}\nelapsed: {time.monotonic() - started:.0f} s")
     return EXIT_CALL_ERRORS if any(m["errors"] for m in medians.values()) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv, "python -m bench.layers", __doc__ or "")
+    exit_on_sigterm()
+    return alternate(
+        "layers",
+        args,
+        lambda home: _servers(home.model_path, home.home.root),
+        lambda medians: render(medians, args.concurrency, args.rounds),
+    )
 
 
 if __name__ == "__main__":
