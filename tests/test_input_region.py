@@ -269,3 +269,30 @@ def test_region_range_is_held_until_the_late_reply_of_an_abandoned_call() -> Non
         theirs.close()
 
     asyncio.run(case())
+
+
+def test_large_tensor_inside_the_message_goes_through_the_region_too() -> None:
+    """A merged batch carries its inputs in the message: the connection moves them as well."""
+
+    async def case() -> None:
+        ours, theirs = socket.socketpair()
+        theirs.sendall(encode_frame(pb.FromWorker(id=0, hello=pb.Hello(pid=1)).SerializeToString()))
+        conn = await WorkerConnection.open(1234, ours, 1 << 24, timeout=5)
+        region = InputRegion(64 * KIB)
+        conn.use_region(region, 1024)
+        message = pb.ToWorker()
+        message.infer.inputs.add(name="big", datatype="FP32", shape=[1, 1024], data=b"\x03" * 4096)
+        message.infer.inputs.add(name="small", datatype="FP32", shape=[1, 4], data=b"\x04" * 16)
+        call = asyncio.create_task(conn.request(message, 5))
+        loop = asyncio.get_running_loop()
+        sent = pb.ToWorker.FromString(await loop.run_in_executor(None, read_frame, theirs, 1 << 24) or b"")
+        big, small = sent.infer.inputs
+        assert (big.data, big.region_offset, big.region_length) == (b"", 0, 4096)
+        assert (small.data, small.region_length) == (b"\x04" * 16, 0)
+        theirs.sendall(encode_frame(pb.FromWorker(id=sent.id, result=pb.InferResult()).SerializeToString()))
+        await call
+        assert region.in_use == 0
+        conn.close()
+        theirs.close()
+
+    asyncio.run(case())

@@ -196,40 +196,32 @@ class WorkerConnection(asyncio.Protocol):
             for start in ranges:
                 self._region.give_back(start)
 
-    def _to_region(self, call_id: int, message: pb.ToWorker) -> None:
-        """Move the large input tensors of ``message`` into the input region, when they fit."""
+    def _into_region(self, call_id: int, message: pb.ToWorker, aside: Sequence[tuple[int, bytes]]) -> None:
+        """Large inputs into the input region where they fit, the rest into the frame:
+        ``aside``, (index, bytes) the caller left out of ``message``, and the tensors of
+        ``message`` of at least the region's threshold (a merged batch's, say)."""
         region = self._region
-        assert region is not None
-        taken = self._ranges.setdefault(call_id, [])
-        for tensor in message.infer.inputs:
-            if tensor.region_length or tensor.ByteSize() < self._region_min:
-                continue
-            data = tensor.data
-            start = region.put(data)
-            if start is None:
-                break  # full: this and the rest travel in the frame
-            taken.append(start)
-            tensor.ClearField("data")
-            tensor.region_offset = start
-            tensor.region_length = len(data)
-        if not taken:
-            del self._ranges[call_id]
-
-    def _place_aside(self, call_id: int, message: pb.ToWorker, aside: Sequence[tuple[int, bytes]]) -> None:
         inputs = message.infer.inputs
-        region = self._region
-        taken = self._ranges.setdefault(call_id, [])
+        taken: list[int] = []
         for index, data in aside:
-            tensor = inputs[index]
             start = region.put(data) if region is not None else None
             if start is None:
-                tensor.data = data  # no region, or no room: in the frame
-                continue
-            taken.append(start)
-            tensor.region_offset = start
-            tensor.region_length = len(data)
-        if not taken:
-            del self._ranges[call_id]
+                inputs[index].data = data
+            else:
+                taken.append(start)
+                inputs[index].region_offset, inputs[index].region_length = start, len(data)
+        if region is not None:
+            for tensor in inputs:
+                if tensor.region_length or tensor.ByteSize() < self._region_min:
+                    continue
+                data = tensor.data
+                start = region.put(data)
+                if start is not None:
+                    taken.append(start)
+                    tensor.ClearField("data")
+                    tensor.region_offset, tensor.region_length = start, len(data)
+        if taken:
+            self._ranges[call_id] = taken
 
     def _fail(self, exc: BaseException) -> None:
         if self._closed is None:
@@ -267,10 +259,8 @@ class WorkerConnection(asyncio.Protocol):
         # call. A caller cancelled mid-call cancels ``future``; the id is then abandoned.
         timer = loop.call_later(timeout, _expire, future)
         try:
-            if aside:
-                self._place_aside(call_id, message, aside)
-            if self._region is not None and message.WhichOneof("body") == "infer":
-                self._to_region(call_id, message)
+            if aside or (self._region is not None and message.HasField("infer")):
+                self._into_region(call_id, message, aside)
             if not self._outbox:
                 loop.call_soon(self._flush)
             self._outbox.append(encode_frame(message.SerializeToString()))
