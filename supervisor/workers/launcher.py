@@ -169,12 +169,11 @@ class LauncherClient:
             allow_cpu_fallback=allow_cpu_fallback,
             unsafe_no_sandbox=unsafe_no_sandbox,
         )
-        fds: list[int] = []
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        fds = [theirs.fileno()]
         if region is not None:
             spawn.input_region_bytes = region.size
             fds.append(region.take_fd())
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        fds.insert(0, theirs.fileno())
         request_id = next(self._ids)
         request = pb.ToLauncher(id=request_id, spawn=spawn)
         future: asyncio.Future[pb.FromLauncher] = asyncio.get_running_loop().create_future()
