@@ -209,6 +209,13 @@ def _decode(request: oip.ModelInferRequest, aside_min_bytes: int) -> DecodedRequ
     )  # fmt: skip
 
 
+async def _connected() -> tuple[WorkerConnection, socket.socket]:
+    """A connection to a peer on a real socketpair that has sent its hello; the peer's end."""
+    ours, theirs = socket.socketpair()
+    theirs.sendall(encode_frame(pb.FromWorker(id=0, hello=pb.Hello(pid=1)).SerializeToString()))
+    return await WorkerConnection.open(1234, ours, 1 << 24, timeout=5), theirs
+
+
 def test_large_input_held_aside_keeps_its_digest_and_goes_back_unchanged() -> None:
     request = _infer_request(np.random.default_rng(0).standard_normal((1, WIDTH)).astype(np.float32))
     whole = _decode(request, 0)
@@ -227,9 +234,7 @@ def test_large_input_held_aside_keeps_its_digest_and_goes_back_unchanged() -> No
 
 def test_input_held_aside_travels_in_the_frame_when_the_worker_has_no_region() -> None:
     async def case() -> None:
-        ours, theirs = socket.socketpair()
-        theirs.sendall(encode_frame(pb.FromWorker(id=0, hello=pb.Hello(pid=1)).SerializeToString()))
-        conn = await WorkerConnection.open(1234, ours, 1 << 24, timeout=5)
+        conn, theirs = await _connected()
         message = pb.ToWorker()
         message.infer.inputs.add(name="x", datatype="FP32", shape=[1, 4])
         call = asyncio.create_task(conn.request(message, 5, ((0, b"\x01" * 16),)))
@@ -246,9 +251,7 @@ def test_input_held_aside_travels_in_the_frame_when_the_worker_has_no_region() -
 
 def test_region_range_is_held_until_the_late_reply_of_an_abandoned_call() -> None:
     async def case() -> None:
-        ours, theirs = socket.socketpair()
-        theirs.sendall(encode_frame(pb.FromWorker(id=0, hello=pb.Hello(pid=1)).SerializeToString()))
-        conn = await WorkerConnection.open(1234, ours, 1 << 24, timeout=5)
+        conn, theirs = await _connected()
         region = InputRegion(64 * KIB)
         conn.use_region(region, 1024)
         message = pb.ToWorker()
@@ -275,9 +278,7 @@ def test_large_tensor_inside_the_message_goes_through_the_region_too() -> None:
     """A merged batch carries its inputs in the message: the connection moves them as well."""
 
     async def case() -> None:
-        ours, theirs = socket.socketpair()
-        theirs.sendall(encode_frame(pb.FromWorker(id=0, hello=pb.Hello(pid=1)).SerializeToString()))
-        conn = await WorkerConnection.open(1234, ours, 1 << 24, timeout=5)
+        conn, theirs = await _connected()
         region = InputRegion(64 * KIB)
         conn.use_region(region, 1024)
         message = pb.ToWorker()
