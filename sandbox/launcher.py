@@ -332,11 +332,19 @@ class Launcher:
         return self._body(socket.socket(fileno=fd), spawn, [], region_fd)
 
     def _stop(self, pid: int) -> None:
+        if pid in self._children:
+            self._kill(pid)
+
+    def _kill(self, pid: int) -> None:
+        """SIGKILL worker ``pid`` (its shim) and every process of its group, without the
+        freezer: a worker is pid 1 of its own pid namespace, and the kernel kills every
+        process of a namespace whose pid 1 dies, one forked in the meantime included. A
+        freeze, kill and thaw cut short by this process's death signal (the supervisor
+        died meanwhile) would leave the group frozen and its shim stuck."""
         group = self._groups.get(pid)
-        if group is not None:
-            group.kill()
-        elif pid in self._children:
-            os.kill(pid, signal.SIGKILL)
+        for target in {pid, *(group.pids() if group is not None else ())}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(target, signal.SIGKILL)
 
     def _reap(self) -> None:
         while True:
@@ -359,26 +367,21 @@ class Launcher:
         if group is None:
             return False
         oom = group.oom_kills() > 0
-        group.kill()
+        for target in group.pids():  # without the freezer, as in _kill (the shim is reaped)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(target, signal.SIGKILL)
         group.remove()
         return oom
 
     def _shutdown(self) -> None:
         """Kill every worker, reap them, and leave no cgroup behind.
 
-        Without the freezer. This runs once the supervisor has closed the control channel,
-        which is also how its death looks to this process, whose own death signal then
-        ends it at any moment: a freeze, kill and thaw cut short there would leave a group
-        frozen, its shim stuck until the next launcher finds it stale. SIGKILL to every
-        process of each group is enough: a worker is pid 1 of its own pid namespace, and
-        the kernel kills every process of a namespace whose pid 1 dies, one forked in the
-        meantime included.
+        This runs once the supervisor has closed the control channel, which is also how its
+        death looks to this process, whose own death signal then ends it at any moment
+        (hence :meth:`_kill`, which never freezes a group).
         """
         for pid in list(self._children):
-            group = self._groups.get(pid)
-            for target in {pid, *(group.pids() if group is not None else ())}:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(target, signal.SIGKILL)
+            self._kill(pid)
         for pid in list(self._children):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)

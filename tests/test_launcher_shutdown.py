@@ -1,4 +1,9 @@
-"""The launcher's shutdown, which runs when the supervisor closes its channel or dies."""
+"""The launcher kills workers without the cgroup freezer: its own death can cut a kill short.
+
+When the supervisor dies, the launcher sees its control channel close just before its own
+death signal (SIGKILL) lands. A freeze, kill and thaw cut short there left the group frozen
+and its shim stuck in D state (seen in CI, test_supervisor_killed_takes_workers_down).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import os
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,9 +46,9 @@ class _Group:
         self.removed = True
 
 
-def test_launcher_shutdown_never_freezes_a_group_it_may_not_live_to_thaw() -> None:
-    """A supervisor's death closes the channel just before this process's own death signal
-    lands: a freeze cut short there left the group frozen and its shim stuck (seen in CI)."""
+@contextmanager
+def _launcher_with_worker() -> Iterator[tuple[Launcher, _Group, subprocess.Popen[bytes], subprocess.Popen[bytes]]]:
+    """A real Launcher holding one worker: a shim (its child) and a process in its group."""
     shim = subprocess.Popen(["sleep", "20"])
     worker = subprocess.Popen(["sleep", "20"])  # stands for the worker, inside the group
     ours, theirs = socket.socketpair()
@@ -50,12 +57,7 @@ def test_launcher_shutdown_never_freezes_a_group_it_may_not_live_to_thaw() -> No
         group = _Group({shim.pid, worker.pid})
         launcher._children.add(shim.pid)
         launcher._groups[shim.pid] = group
-        launcher._shutdown()
-        assert not group.frozen
-        assert group.removed
-        with pytest.raises(ProcessLookupError):  # killed and reaped by the shutdown itself
-            os.kill(shim.pid, 0)
-        assert worker.wait(timeout=5) == -signal.SIGKILL
+        yield launcher, group, shim, worker
     finally:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -65,3 +67,24 @@ def test_launcher_shutdown_never_freezes_a_group_it_may_not_live_to_thaw() -> No
                 proc.wait()
         ours.close()
         theirs.close()
+
+
+def test_launcher_shutdown_never_freezes_a_group_it_may_not_live_to_thaw() -> None:
+    with _launcher_with_worker() as (launcher, group, shim, worker):
+        launcher._shutdown()
+        assert not group.frozen
+        assert group.removed
+        with pytest.raises(ProcessLookupError):  # killed and reaped by the shutdown itself
+            os.kill(shim.pid, 0)
+        assert worker.wait(timeout=5) == -signal.SIGKILL
+
+
+def test_launcher_stop_of_one_worker_never_freezes_its_group() -> None:
+    """A stop request in flight when the supervisor dies is cut short the same way."""
+    with _launcher_with_worker() as (launcher, group, shim, worker):
+        launcher._stop(12345678)  # not its child: nothing is signalled
+        assert shim.poll() is None
+        launcher._stop(shim.pid)
+        assert not group.frozen
+        assert shim.wait(timeout=5) == -signal.SIGKILL
+        assert worker.wait(timeout=5) == -signal.SIGKILL
