@@ -57,7 +57,7 @@ import onnxruntime
 
 from protos import worker_pb2 as pb
 from sandbox import _prctl, confine, devices, landlock, seccomp, worker
-from sandbox.cgroups import Cgroup, CgroupDriver, open_driver
+from sandbox.cgroups import Cgroup, CgroupDriver, kill_all, open_driver
 from sandbox.errors import SandboxError
 from sandbox.framing import encode_frame
 from sandbox.mounts import PRIVATE_TMP
@@ -342,9 +342,7 @@ class Launcher:
         freeze, kill and thaw cut short by this process's death signal (the supervisor
         died meanwhile) would leave the group frozen and its shim stuck."""
         group = self._groups.get(pid)
-        for target in {pid, *(group.pids() if group is not None else ())}:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(target, signal.SIGKILL)
+        kill_all({pid, *(group.pids() if group is not None else ())})
 
     def _reap(self) -> None:
         while True:
@@ -367,9 +365,7 @@ class Launcher:
         if group is None:
             return False
         oom = group.oom_kills() > 0
-        for target in group.pids():  # without the freezer, as in _kill (the shim is reaped)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(target, signal.SIGKILL)
+        kill_all(group.pids())  # without the freezer, as in _kill (the shim is reaped)
         group.remove()
         return oom
 

@@ -5,13 +5,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sandbox.cgroups._files import kill_all
 from sandbox.cgroups._mounts import Hierarchy, hierarchies, own_groups
 from sandbox.cgroups._protocol import Cgroup, CgroupDriver
 from sandbox.cgroups._v1 import V1Driver
 from sandbox.cgroups._v2 import V2Driver
 from sandbox.errors import SandboxError
 
-__all__ = ["Cgroup", "CgroupDriver", "Hierarchy", "V1Driver", "V2Driver", "detect", "detect_version", "open_driver"]
+__all__ = [
+    "Cgroup",
+    "CgroupDriver",
+    "Hierarchy",
+    "V1Driver",
+    "V2Driver",
+    "detect",
+    "detect_version",
+    "kill_all",
+    "open_driver",
+]
 
 
 def _mounted() -> list[Hierarchy]:

@@ -56,7 +56,7 @@ class InputRegion:
             os.close(fd)
             raise
         self._fd: int | None = fd
-        # (start, end, returned) of every range taken and not yet given back, oldest first.
+        # [start, returned] of every range taken and not yet given back, oldest first.
         self._ranges: collections.deque[list[int]] = collections.deque()
         self._head = 0
 
@@ -83,7 +83,7 @@ class InputRegion:
         if start is None:
             return None
         self._map[start : start + length] = data
-        self._ranges.append([start, start + size, 0])
+        self._ranges.append([start, 0])
         self._head = start + size
         return start
 
@@ -102,10 +102,10 @@ class InputRegion:
     def give_back(self, start: int) -> None:
         """The range at ``start`` is no longer read by the worker."""
         for entry in self._ranges:
-            if entry[0] == start and not entry[2]:
-                entry[2] = 1
+            if entry[0] == start and not entry[1]:
+                entry[1] = 1
                 break
-        while self._ranges and self._ranges[0][2]:
+        while self._ranges and self._ranges[0][1]:
             self._ranges.popleft()
         if not self._ranges:
             self._head = 0
