@@ -22,7 +22,7 @@ from protos.inference import grpc_predict_v2_pb2_grpc as oip_grpc
 from supervisor.errors import InvalidInputError, WorkerCrashedError
 from supervisor.modelgraph.build import build_mlp
 from supervisor.workers.batching import Batcher, stackable
-from tests.conftest import make_home, start_server, stop_server
+from tests.conftest import ire, make_home, start_server, stop_server
 
 WIDTH = 4
 
@@ -244,3 +244,5 @@ def test_batched_predictions_through_the_real_server_match_the_model(tmp_path: P
     assert len(predicted) == len(inputs) + 1
     shared = [r["detail"].get("dynamic_batch", 1) for r in predicted]  # type: ignore[union-attr]
     assert max(shared) > 1, json.dumps(predicted[:3])  # 96 calls at once: some waited and ran together
+    # The calls of a merged run wrote their records together: one chain all the same.
+    assert ire("audit", "verify", home=home.root).returncode == 0

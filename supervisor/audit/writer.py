@@ -19,7 +19,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -150,18 +150,80 @@ class AuditWriter:
                     self._catch_up()
                 self._write_entry(record)
                 self._unsynced += 1
-                if self._seq - self._last_checkpoint_seq > self._settings.checkpoint_every_records:
-                    self._checkpoint("count")
-                if self._offset >= self._settings.segment_max_bytes:
-                    # Rare (once per segment): a seal, one fsync, a new file. Retention,
-                    # which reads old segments, is left to the background thread.
-                    self._rotate()
-                    self._retention_due = True
+                self._after_write()
             except (OSError, LineError) as exc:
                 self._fail(f"audit log failed: {type(exc).__name__}: {exc}")
                 raise AuditWriteError(self._failed or "") from exc
             finally:
                 self._funlock()
+
+    def append_many(self, records: Sequence[Mapping[str, Any]]) -> list[AuditWriteError | None]:
+        """Chain ``records`` in order and write them together: one lock, and one ``write(2)``
+        for each run of them between the checkpoints and rotations that one append a record
+        would have made (the log comes out the same).
+
+        Returns one entry per record: None once its line is written, or the error that
+        kept it out of the log: its own (a reserved key, a value with no canonical JSON)
+        or the log's failure, which every record not yet written gets.
+        """
+        errors: list[AuditWriteError | None] = [
+            AuditWriteError(f"audit record may not set {sorted(RESERVED.intersection(r))}")
+            if RESERVED.intersection(r)
+            else None
+            for r in records
+        ]
+        todo = [i for i, error in enumerate(errors) if error is None]
+        written = 0  # of todo, in the log
+        with self._lock:
+            if self._failed is not None:
+                return [error or AuditWriteError(self._failed) for error in errors]
+            if self._thread is None:
+                self._start_thread()
+            self._flock()
+            try:
+                if os.fstat(self._fd).st_size != self._offset:
+                    self._catch_up()
+                settings, taken = self._settings, 0
+                while taken < len(todo):
+                    # A run ends where a checkpoint or a rotation is due, as one by one.
+                    room = settings.checkpoint_every_records + 1 - (self._seq - self._last_checkpoint_seq)
+                    entries: list[tuple[bytes, bytes, str]] = []
+                    seq, prev, end = self._seq, self._prev, self._offset
+                    while taken < len(todo) and (
+                        not entries or (len(entries) < room and end < settings.segment_max_bytes)
+                    ):
+                        i = todo[taken]
+                        taken += 1
+                        try:
+                            entry = _encode(records[i], seq, prev)
+                        except LineError as exc:
+                            errors[i] = AuditWriteError(str(exc))  # this record only: the log is fine
+                            continue
+                        entries.append(entry)
+                        seq, prev, end = seq + 1, entry[2], end + len(entry[0])
+                    self._write_entries(entries)
+                    written = taken
+                    self._unsynced += len(entries)
+                    self._after_write()
+            except (OSError, LineError, AuditWriteError) as exc:
+                if self._failed is None:
+                    self._fail(f"audit log failed: {type(exc).__name__}: {exc}")
+                failure = AuditWriteError(self._failed or str(exc))
+                for i in todo[written:]:
+                    errors[i] = errors[i] or failure
+            finally:
+                self._funlock()
+        return errors
+
+    def _after_write(self) -> None:
+        """The count checkpoint, and the rotation, once either is due."""
+        if self._seq - self._last_checkpoint_seq > self._settings.checkpoint_every_records:
+            self._checkpoint("count")
+        if self._offset >= self._settings.segment_max_bytes:
+            # Rare (once per segment): a seal, one fsync, a new file. Retention,
+            # which reads old segments, is left to the background thread.
+            self._rotate()
+            self._retention_due = True
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -434,27 +496,34 @@ class AuditWriter:
     # -- internals: writing -------------------------------------------------------------------
 
     def _write_entry(self, record: Mapping[str, Any]) -> None:
-        body = {"type": "call", **record, "seq": self._seq, "prev": self._prev, "v": FORMAT_VERSION}
         try:
-            line, digest, hexdigest = encode_entry_hex(body)
+            entry = _encode(record, self._seq, self._prev)
         except LineError as exc:
             raise AuditWriteError(str(exc)) from exc  # this record only: the log is fine
+        self._write_entries([entry])
+
+    def _write_entries(self, entries: list[tuple[bytes, bytes, str]]) -> None:
+        """Write encoded entries in one ``write(2)``, then fold them into the chain and tree."""
+        if not entries:
+            return
+        data = entries[0][0] if len(entries) == 1 else b"".join(line for line, _, _ in entries)
         try:
-            written = os.write(self._fd, line)
+            written = os.write(self._fd, data)
         except OSError as exc:
             self._fail(f"cannot write audit log {self.directory / self._segment}: {exc}")
             raise AuditWriteError(self._failed or "") from exc
-        if written != len(line):
+        if written != len(data):
             # A short write leaves half a line: cut it now if the disk lets us, else the
             # next writer to open the log repairs it as a torn tail.
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._offset)
-            self._fail(f"short write to audit log {self.directory / self._segment}: {written} of {len(line)} bytes")
+            self._fail(f"short write to audit log {self.directory / self._segment}: {written} of {len(data)} bytes")
             raise AuditWriteError(self._failed or "")
         self._offset += written
-        self._frontier.append(digest)
-        self._seq += 1
-        self._prev = hexdigest
+        for _, digest, _ in entries:
+            self._frontier.append(digest)
+        self._seq += len(entries)
+        self._prev = entries[-1][2]
         self._dirty = True
         if self._idle:
             self._idle = False
@@ -680,6 +749,12 @@ class AuditWriter:
         names = [path.name for path, _, _ in removable]
         log.info("audit segments removed by retention", segments=names, first_kept_seq=last_seal.seq + 1)
         return names
+
+
+def _encode(record: Mapping[str, Any], seq: int, prev: str) -> tuple[bytes, bytes, str]:
+    """The line, hash and hex hash of ``record`` as entry ``seq`` after ``prev`` (a call,
+    unless it names its own type)."""
+    return encode_entry_hex({"type": "call", **record, "seq": seq, "prev": prev, "v": FORMAT_VERSION})
 
 
 def _as_time(value: object) -> float:

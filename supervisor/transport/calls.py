@@ -2,7 +2,9 @@
 
 authenticate → handler (which asks the policy and does the work) → map errors through the
 one status table → append the audit record → reply. The audit record is appended before
-the reply leaves; a call that cannot be recorded is refused.
+the reply leaves; a call that cannot be recorded is refused. The calls one merged run of
+dynamic batching answered append their records together at the end of the event-loop
+turn, and then reply together (supervisor/audit/turn.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import grpc
 import structlog
 
 from supervisor.audit import AuditRecord, AuditWriter, Outcome
+from supervisor.audit.turn import TurnAppender
 from supervisor.auth import bearer_token
 from supervisor.errors import (
     AuditWriteError,
@@ -74,6 +77,7 @@ class CallRunner:
     def __init__(self, authenticator: Authenticator, audit: AuditWriter, metrics: Metrics | None = None) -> None:
         self._authenticator = authenticator
         self._audit = audit
+        self._turn = TurnAppender(audit)
         self._metrics = metrics
         self._draining = False
         self._in_flight = 0
@@ -158,7 +162,11 @@ class CallRunner:
             elapsed = time.perf_counter() - started
             record.latency_ms = round(elapsed * 1000, 3)
             try:
-                self._audit.append(record.to_dict(detached=False))  # encoded before append returns
+                if record.detail.get("dynamic_batch"):
+                    # Its run's other calls are finishing in this turn too.
+                    await self._turn.append(record.to_dict(detached=False))  # encoded this turn
+                else:
+                    self._audit.append(record.to_dict(detached=False))  # encoded before append returns
                 if self._metrics is not None:
                     self._metrics.audit_write.observe(time.perf_counter() - started - elapsed)
             except AuditWriteError as exc:
