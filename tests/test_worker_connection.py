@@ -16,7 +16,7 @@ import pytest
 import uvloop
 
 from protos import worker_pb2 as pb
-from sandbox.framing import encode_frame, read_frame
+from sandbox.framing import HEADER, encode_frame, read_frame
 from supervisor.errors import WorkerCrashedError, WorkerProtocolError
 from supervisor.workers.connection import WorkerConnection
 
@@ -195,6 +195,44 @@ def test_replies_split_across_reads_or_joined_in_one_are_each_delivered_once(run
         assert [r.id for r in replies] == ids
         assert [r.WhichOneof("body") for r in replies] == ["pong", "pong", "pong", "error"]
         assert replies[3].error.detail == "x" * 300_000
+        assert conn.alive and conn.in_flight == 0
+        peer.close()
+
+    run_on(case())
+
+
+def _frames(data: bytes) -> list[pb.ToWorker]:
+    out, pos = [], 0
+    while pos < len(data):
+        (size,) = HEADER.unpack_from(data, pos)
+        out.append(pb.ToWorker.FromString(data[pos + HEADER.size : pos + HEADER.size + size]))
+        pos += HEADER.size + size
+    return out
+
+
+def test_requests_made_while_the_worker_answers_wait_and_then_leave_together(run_on: Runner) -> None:
+    """One group of frames at the worker at a time: the calls of the next group then finish
+    together (their records written in one write, their replies sent together)."""
+
+    async def case() -> None:
+        conn, peer = await _open(_hello(), max_frame=1 << 16)
+        first = asyncio.create_task(conn.request(_ping(), timeout=5))
+        await asyncio.sleep(0.05)
+        first_id = await asyncio.to_thread(_request_id, peer)
+        later = [asyncio.create_task(conn.request(_ping(), timeout=5)) for _ in range(3)]
+        await asyncio.sleep(0.02)
+        later.append(asyncio.create_task(conn.request(_ping(), timeout=5)))  # a later turn
+        await asyncio.sleep(0.05)
+        peer.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            peer.recv(1)  # nothing more reaches the worker while it answers the first
+        peer.sendall(_pong(first_id))
+        assert (await first).id == first_id
+        await asyncio.sleep(0.05)
+        group = _frames(peer.recv(1 << 16))
+        assert len(group) == 4 and all(f.WhichOneof("body") == "ping" for f in group)
+        peer.sendall(b"".join(_pong(f.id) for f in group))
+        assert [r.id for r in await asyncio.gather(*later)] == [f.id for f in group]
         assert conn.alive and conn.in_flight == 0
         peer.close()
 

@@ -1,12 +1,14 @@
 """Audit records of calls that finish in the same event-loop turn, written together.
 
-A merged run of dynamic batching (supervisor/workers/batching.py) answers its calls at
-once: their tasks resume in the same turn of the event loop, one after another. Each
-appending its own record takes the log's lock and makes its own ``write(2)``, and each
-reply goes to gRPC as soon as its record is written, spread over the turn. Through a
-:class:`TurnAppender` the records of the turn are chained and written together at its end
-(:meth:`AuditWriter.append_many`), and the calls then hand their replies to gRPC together,
-which writes them to the connection together.
+Calls finish in groups under load: the worker answers the frames that reached it together
+in one write (supervisor/workers/connection.py), and a merged run of dynamic batching
+answers all its calls at once. Their tasks resume in the same turn of the event loop, one
+after another. Each appending its own record would take the log's lock and make its own
+``write(2)``, and each reply would go to gRPC as soon as its record was written, spread
+over the turn. Through a :class:`TurnAppender` the records of the turn are chained and
+written together at its end (:meth:`AuditWriter.append_many`), and the calls then hand
+their replies to gRPC together, which writes them to the connection together. A call that
+finishes alone waits for the end of its turn only.
 
 The rule of the log stands: a call is answered only once its record is written. A record
 the log refuses fails its own call; a failed log fails every call of the turn.

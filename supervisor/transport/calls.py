@@ -2,9 +2,9 @@
 
 authenticate → handler (which asks the policy and does the work) → map errors through the
 one status table → append the audit record → reply. The audit record is appended before
-the reply leaves; a call that cannot be recorded is refused. The calls one merged run of
-dynamic batching answered append their records together at the end of the event-loop
-turn, and then reply together (supervisor/audit/turn.py).
+the reply leaves; a call that cannot be recorded is refused. The calls that finish in the
+same turn of the event loop (those one worker reply answered, say) append their records
+together at the end of it, and then reply together (supervisor/audit/turn.py).
 """
 
 from __future__ import annotations
@@ -162,11 +162,7 @@ class CallRunner:
             elapsed = time.perf_counter() - started
             record.latency_ms = round(elapsed * 1000, 3)
             try:
-                if record.detail.get("dynamic_batch"):
-                    # Its run's other calls are finishing in this turn too.
-                    await self._turn.append(record.to_dict(detached=False))  # encoded this turn
-                else:
-                    self._audit.append(record.to_dict(detached=False))  # encoded before append returns
+                await self._turn.append(record.to_dict(detached=False))  # encoded at the end of this turn
                 if self._metrics is not None:
                     self._metrics.audit_write.observe(time.perf_counter() - started - elapsed)
             except AuditWriteError as exc:
