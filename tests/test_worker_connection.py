@@ -211,8 +211,9 @@ def _frames(data: bytes) -> list[pb.ToWorker]:
 
 
 def test_requests_made_while_the_worker_answers_wait_and_then_leave_together(run_on: Runner) -> None:
-    """One group of frames at the worker at a time: the calls of the next group then finish
-    together (their records written in one write, their replies sent together)."""
+    """Requests wait for the worker's next reply, then leave in one write: the calls of that
+    group then finish together (their records written in one write, their replies sent
+    together)."""
 
     async def case() -> None:
         conn, peer = await _open(_hello(), max_frame=1 << 16)
@@ -234,6 +235,29 @@ def test_requests_made_while_the_worker_answers_wait_and_then_leave_together(run
         peer.sendall(b"".join(_pong(f.id) for f in group))
         assert [r.id for r in await asyncio.gather(*later)] == [f.id for f in group]
         assert conn.alive and conn.in_flight == 0
+        peer.close()
+
+    run_on(case())
+
+
+def test_a_worker_answering_frame_by_frame_gets_what_waited_with_each_reply(run_on: Runner) -> None:
+    """A slow model must not idle between groups: each reply lets the waiting requests go."""
+
+    async def case() -> None:
+        conn, peer = await _open(_hello(), max_frame=1 << 16)
+        group = [asyncio.create_task(conn.request(_ping(), timeout=5)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        peer.setblocking(True)
+        sent = _frames(peer.recv(1 << 16))
+        assert len(sent) == 2
+        waiting = asyncio.create_task(conn.request(_ping(), timeout=5))
+        await asyncio.sleep(0.05)
+        peer.sendall(_pong(sent[0].id))  # the first frame done, the second still running
+        assert (await group[0]).id == sent[0].id
+        peer.settimeout(2)
+        (third,) = _frames(peer.recv(1 << 16))  # arrives before the second frame's reply
+        peer.sendall(_pong(sent[1].id) + _pong(third.id))
+        assert (await group[1]).id == sent[1].id and (await waiting).id == third.id
         peer.close()
 
     run_on(case())

@@ -3,12 +3,14 @@
 Each request gets an id; frames are parsed as they arrive (an asyncio protocol, with no
 reader task between the socket and the waiting call) and resolve the matching future.
 
-One group of frames is at the worker at a time. Requests made while the worker answers
-the last group wait in the connection and leave together, in one write, once its replies
-are all in; the worker answers a group in one write too. The worker runs frames one after
-another anyway, so a request waits about as long as it would have in the socket, and the
-calls of a group finish in the same turn of the event loop, where their audit records are
-written together and their replies leave together (supervisor/audit/turn.py).
+Requests made after a write to the worker, and before any reply to it, wait in the
+connection and leave together, in one write, with the worker's next reply. A worker whose
+frames are quick answers all the frames that reached it together in one write, so its
+calls go and come back in groups: the calls of a group finish in the same turn of the
+event loop, where their audit records are written together and their replies leave
+together (supervisor/audit/turn.py). A worker whose frames take longer than its reply
+hold (sandbox/worker.py) answers frame by frame, and each reply lets the waiting requests
+go, so it always has the next frame queued.
 The worker is hostile by assumption: a frame over the size bound, an unparseable frame or
 an unknown id ends the connection, and every call in flight on a dead connection gets
 :class:`WorkerCrashedError`.
@@ -62,10 +64,10 @@ class WorkerConnection(asyncio.Protocol):
         # The first frame (the hello) goes here rather than to a call.
         self._first: asyncio.Future[pb.FromWorker] | None = self._loop.create_future()
         # Pipelined frames: requests made in one event-loop turn leave in one write (one
-        # syscall, one wake-up of the worker) at the end of that turn, or, while the worker
-        # has frames to answer (``_at_worker``), once it has answered them all.
+        # syscall, one wake-up of the worker) at the end of that turn, or, when the worker
+        # has not replied since the last write (``_unanswered``), with its next reply.
         self._outbox: list[bytes] = []
-        self._at_worker = 0
+        self._unanswered = False
         # Back-pressure: set while the transport's write buffer is over its high mark.
         self._paused = False
         self._drained: list[asyncio.Future[None]] = []
@@ -142,8 +144,8 @@ class WorkerConnection(asyncio.Protocol):
         except DecodeError:
             self._fail(WorkerProtocolError(f"worker {self.pid} sent an unparseable frame"))
             return
-        if self._outbox and not self._at_worker:
-            self._loop.call_soon(self._flush)  # the worker answered its group: the next one
+        if self._outbox and not self._unanswered:
+            self._loop.call_soon(self._flush)  # the worker replied: what waited goes now
         if buffer is data:
             if pos < size:
                 self._partial += data[pos:]
@@ -176,7 +178,7 @@ class WorkerConnection(asyncio.Protocol):
             if not first.done():
                 first.set_result(message)
             return
-        self._at_worker -= 1
+        self._unanswered = False
         if self._ranges:
             self._give_back(message.id)
         future = self._pending.pop(message.id, None)
@@ -273,7 +275,7 @@ class WorkerConnection(asyncio.Protocol):
         try:
             if aside or (self._region is not None and message.HasField("infer")):
                 self._into_region(call_id, message, aside)
-            if not self._outbox and not self._at_worker:
+            if not self._outbox and not self._unanswered:
                 loop.call_soon(self._flush)
             self._outbox.append(encode_frame(message.SerializeToString()))
             if self._paused:
@@ -288,14 +290,14 @@ class WorkerConnection(asyncio.Protocol):
                 self._abandoned.add(call_id)
 
     def _flush(self) -> None:
-        """Write every frame queued, in order, as one buffer, unless the worker is still
-        answering the last group."""
-        if self._at_worker:
+        """Write every frame queued, in order, as one buffer, unless the worker has not
+        replied since the last write."""
+        if self._unanswered:
             return
         frames, self._outbox = self._outbox, []
         if not frames or self._closed is not None or self._transport is None:
             return
-        self._at_worker = len(frames)
+        self._unanswered = True
         try:
             self._transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
         except (ConnectionError, OSError, RuntimeError) as exc:
