@@ -74,7 +74,7 @@ class Metrics:
         )
         self.audit_write = Histogram(
             "ire_audit_write_seconds",
-            "Audit append latency on the call path.",
+            "Audit append latency on the call path, with the wait for the end of the event-loop turn.",
             buckets=(1e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 1e-3, 1e-2),
             registry=r,
         )

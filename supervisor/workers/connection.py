@@ -2,6 +2,9 @@
 
 Each request gets an id; frames are parsed as they arrive (an asyncio protocol, with no
 reader task between the socket and the waiting call) and resolve the matching future.
+The worker is hostile by assumption: a frame over the size bound, an unparseable frame or
+an unknown id ends the connection, and every call in flight on a dead connection gets
+:class:`WorkerCrashedError`.
 
 Requests made after a write to the worker, and before any reply to it, wait in the
 connection and leave together, in one write, with the worker's next reply. A worker whose
@@ -11,9 +14,6 @@ event loop, where their audit records are written together and their replies lea
 together (supervisor/audit/turn.py). A worker whose frames take longer than its reply
 hold (sandbox/worker.py) answers frame by frame, and each reply lets the waiting requests
 go, so it always has the next frame queued.
-The worker is hostile by assumption: a frame over the size bound, an unparseable frame or
-an unknown id ends the connection, and every call in flight on a dead connection gets
-:class:`WorkerCrashedError`.
 """
 
 from __future__ import annotations
