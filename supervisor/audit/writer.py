@@ -1,7 +1,9 @@
 """Appends audit entries to the hash-chained, checkpointed, segmented log.
 
-The hot path, :meth:`AuditWriter.append`, returns once the entry's line is written to the
-kernel (``write(2)``), before the call's reply is sent; a background thread fsyncs at most
+The hot path, :meth:`AuditWriter.append_many` (the records of the calls that finished in
+one event-loop turn, supervisor/audit/turn.py; :meth:`AuditWriter.append` for one record),
+returns once the entries' lines are written to the kernel (``write(2)``), before the calls'
+replies are sent; a background thread fsyncs at most
 ``audit.fsync_interval_ms`` later (group commit). Any failure to write or fsync makes the
 writer refuse every later append with :class:`AuditWriteError`, so the caller refuses its
 calls: no audit, no prediction.
@@ -70,7 +72,7 @@ def _frontier_from(entry: Entry) -> Frontier:
 
 
 class AuditWriter:
-    """One process's handle on the audit log. Thread-safe; ``append`` is the hot path."""
+    """One process's handle on the audit log. Thread-safe; ``append_many`` is the hot path."""
 
     def __init__(
         self,
@@ -137,25 +139,9 @@ class AuditWriter:
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Chain ``record`` and write it; AuditWriteError when it cannot be recorded."""
-        if "seq" in record or "prev" in record or "hash" in record or "v" in record:  # RESERVED, inlined
-            raise AuditWriteError(f"audit record may not set {sorted(RESERVED.intersection(record))}")
-        with self._lock:
-            if self._failed is not None:
-                raise AuditWriteError(self._failed)
-            if self._thread is None:
-                self._start_thread()
-            self._flock()
-            try:
-                if os.fstat(self._fd).st_size != self._offset:
-                    self._catch_up()
-                self._write_entry(record)
-                self._unsynced += 1
-                self._after_write()
-            except (OSError, LineError) as exc:
-                self._fail(f"audit log failed: {type(exc).__name__}: {exc}")
-                raise AuditWriteError(self._failed or "") from exc
-            finally:
-                self._funlock()
+        error = self.append_many((record,))[0]
+        if error is not None:
+            raise error
 
     def append_many(self, records: Sequence[Mapping[str, Any]]) -> list[AuditWriteError | None]:
         """Chain ``records`` in order and write them together: one lock, and one ``write(2)``
