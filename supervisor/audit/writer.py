@@ -190,7 +190,13 @@ class AuditWriter:
                     self._write_entries(entries)
                     written = taken
                     self._unsynced += len(entries)
-                    self._after_write()
+                    if self._seq - self._last_checkpoint_seq > settings.checkpoint_every_records:
+                        self._checkpoint("count")
+                    if self._offset >= settings.segment_max_bytes:
+                        # Rare (once per segment): a seal, one fsync, a new file. Retention,
+                        # which reads old segments, is left to the background thread.
+                        self._rotate()
+                        self._retention_due = True
             except (OSError, LineError, AuditWriteError) as exc:
                 if self._failed is None:
                     self._fail(f"audit log failed: {type(exc).__name__}: {exc}")
@@ -200,16 +206,6 @@ class AuditWriter:
             finally:
                 self._funlock()
         return errors
-
-    def _after_write(self) -> None:
-        """The count checkpoint, and the rotation, once either is due."""
-        if self._seq - self._last_checkpoint_seq > self._settings.checkpoint_every_records:
-            self._checkpoint("count")
-        if self._offset >= self._settings.segment_max_bytes:
-            # Rare (once per segment): a seal, one fsync, a new file. Retention,
-            # which reads old segments, is left to the background thread.
-            self._rotate()
-            self._retention_due = True
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -492,7 +488,7 @@ class AuditWriter:
         """Write encoded entries in one ``write(2)``, then fold them into the chain and tree."""
         if not entries:
             return
-        data = entries[0][0] if len(entries) == 1 else b"".join(line for line, _, _ in entries)
+        data = b"".join([line for line, _, _ in entries])
         try:
             written = os.write(self._fd, data)
         except OSError as exc:

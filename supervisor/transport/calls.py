@@ -76,7 +76,6 @@ def _authorization(context: grpc.aio.ServicerContext) -> str | None:
 class CallRunner:
     def __init__(self, authenticator: Authenticator, audit: AuditWriter, metrics: Metrics | None = None) -> None:
         self._authenticator = authenticator
-        self._audit = audit
         self._turn = TurnAppender(audit)
         self._metrics = metrics
         self._draining = False
