@@ -74,6 +74,24 @@ def test_record_after_an_idle_spell_is_fsynced_within_an_interval_not_at_the_nex
         writer.close(strict=True)
 
 
+def test_records_at_a_low_steady_rate_share_fsyncs_instead_of_one_each(tmp_path: Path) -> None:
+    # One call at a time (about 650 a second) woke the idle thread for each record, which
+    # it fsynced at once and went idle again: 0.4 fsyncs a call instead of one an interval.
+    interval_ms = 100
+    writer = _idle_writer(tmp_path, AuditSettings(fsync_interval_ms=interval_ms))
+    try:
+        thread = _commit_thread()
+        before = _wakeups(thread)
+        for i in range(1, 201):  # a record every 5 ms for about a second
+            writer.append(record(i))
+            time.sleep(0.005)
+        woke = _wakeups(thread) - before
+        assert woke <= 200, f"the group-commit thread woke {woke} times for 200 records ({interval_ms} ms interval)"
+        assert _until(lambda: writer.backlog == 0), "records stayed unsynced"
+    finally:
+        writer.close(strict=True)
+
+
 def test_unsigned_records_get_their_interval_checkpoint_while_the_log_is_idle(tmp_path: Path) -> None:
     settings = AuditSettings(fsync_interval_ms=INTERVAL_MS, checkpoint_interval_seconds=0.5)
     writer = _idle_writer(tmp_path, settings)

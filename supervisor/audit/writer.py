@@ -581,9 +581,15 @@ class AuditWriter:
         while True:
             with self._lock:
                 pause = self._pause(interval)
-            self._wake.wait(pause)
+                idle = self._idle
+            woken = self._wake.wait(pause)
             self._wake.clear()
             if self._stop.is_set():
+                return
+            # Woken from idle by an append: the interval starts now, so that the records of
+            # the next interval share its fsync. Syncing at once cost an fsync for nearly
+            # every call at a low steady rate (one call at a time: 0.4 fsyncs a call).
+            if woken and idle and self._stop.wait(interval):
                 return
             try:
                 self._sync()
