@@ -43,7 +43,8 @@ STEPS: tuple[tuple[str, str, str, str], ...] = (
     ("supervisor.workers.connection", "WorkerConnection", "data_received", "worker: read and parse replies"),
     ("supervisor.service", "", "checked_response", "output checks, digest and response"),
     ("supervisor.audit.record", "AuditRecord", "to_dict", "audit: record to dict"),
-    ("supervisor.audit.writer", "AuditWriter", "append", "audit: chain, hash, write"),
+    # Calls append at the end of their turn, together (supervisor/audit/turn.py).
+    ("supervisor.audit.writer", "AuditWriter", "append_many", AUDIT_WRITE := "audit: chain, hash, write (end of turn)"),
     ("supervisor.metrics", "Metrics", "observe_call", "metrics"),
 )
 # Measured the same way, around several of the steps above: the call as a whole, and the
@@ -62,7 +63,7 @@ INSIDE = {
     ),
 }  # fmt: skip
 # Loop callbacks, outside the call's coroutine.
-CALLBACKS = ("worker: send (one write a turn)", "worker: read and parse replies")
+CALLBACKS = ("worker: send (one write a turn)", "worker: read and parse replies", AUDIT_WRITE)
 
 _clock = time.thread_time_ns
 _totals: dict[str, list[int]] = {}
