@@ -26,6 +26,8 @@ def median_of_rounds(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         codes.update(r["errors"])
     summary = {
         "throughput_rps": statistics.median(r["throughput_rps"] for r in runs),
+        # Each round's, in order: servers alternate within a round, so rounds pair up.
+        "throughput_rounds": [r["throughput_rps"] for r in runs],
         **{p: statistics.median(r["latency_ms"][p] for r in runs) for p in ("p50", "p90", "p99")},
         "requests": sum(r["requests"] for r in runs),
         "errors": sum(codes.values()),
@@ -36,6 +38,13 @@ def median_of_rounds(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if values:
             summary[f"cpu_{part}_us"] = statistics.median(values)
     return summary
+
+
+def round_ratios(ours: Mapping[str, Any], peer: Mapping[str, Any]) -> list[float]:
+    """Throughput ratios round by round (each round runs both servers, one after the other):
+    how far one round's ratio strays from another shows how noisy the median is."""
+    pairs = zip(ours.get("throughput_rounds", ()), peer.get("throughput_rounds", ()), strict=False)
+    return [a / b for a, b in pairs if b]
 
 
 def ratios(ire: Mapping[str, Any], floor: Mapping[str, Any]) -> dict[str, float]:

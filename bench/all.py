@@ -229,14 +229,16 @@ def render(medians: dict[str, dict[str, Any]], rounds: int) -> str:
                 f"{m['p90']:>8.3f} {m['p99']:>8.3f} {int(m['errors']):>6}"
                 f" {m.get('cpu_server_us', float('nan')):>7.0f} {m.get('cpu_loadgen_us', float('nan')):>6.0f}"
             )
-    lines += ["", f"{'scenario':<13} {'ratio':<20} {'req/s':>7} {'p50':>7} {'p99':>7}"]
+    lines += ["", f"{'scenario':<13} {'ratio':<20} {'req/s':>7} {'p50':>7} {'p99':>7}  req/s by round"]
     for scenario, by_server in medians.items():
         pairs = [(o, p) for o in (IRE, IRE_BATCHED) for p in (MLSERVER, FLOOR, FLOOR_PROC)]
         for ours, peer in [*pairs, (IRE_BATCHED, IRE), (FLOOR_PROC, FLOOR)]:
             if ours in by_server and peer in by_server:
                 r = _report.ratios(by_server[ours], by_server[peer])
                 name = f"{ours}/{peer}"
-                lines.append(f"{scenario:<13} {name:<20} {r['throughput_rps']:>7.3f} {r['p50']:>7.3f} {r['p99']:>7.3f}")
+                by_round = " ".join(f"{x:.3f}" for x in _report.round_ratios(by_server[ours], by_server[peer]))
+                figures = f"{r['throughput_rps']:>7.3f} {r['p50']:>7.3f} {r['p99']:>7.3f}"
+                lines.append(f"{scenario:<13} {name:<20} {figures}  {by_round}")
     return "\n".join(lines)
 
 
