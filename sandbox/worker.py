@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import select
 import socket
 import time
 from collections.abc import Callable
@@ -189,12 +190,21 @@ def _map_region(fd: int, size: int) -> mmap.mmap | None:
 
 class FrameReader:
     """Frames from the supervisor, read in chunks; ``buffered`` says whether another whole
-    frame has already arrived. The length is bounded before any allocation for it."""
+    frame has already arrived. The length is bounded before any allocation for it.
+
+    It waits for data in ``poll`` rather than in ``recv``. A socket has one wait queue for
+    its readers and writers, and a blocked ``recv`` is woken by every event on it: each
+    time the supervisor read a reply, the buffer space it freed woke the worker, which
+    found nothing to read and slept again, a second wake-up for every frame. ``poll``
+    asked for input only is not woken by that.
+    """
 
     def __init__(self, sock: socket.socket, max_bytes: int) -> None:
         self._sock = sock
         self._max = max_bytes
         self._buf = bytearray()
+        self._input = select.poll()
+        self._input.register(sock.fileno(), select.POLLIN)
 
     def buffered(self) -> bool:
         if len(self._buf) < HEADER.size:
@@ -202,6 +212,7 @@ class FrameReader:
         return len(self._buf) >= HEADER.size + parse_header(bytes(self._buf[: HEADER.size]), self._max)
 
     def _fill(self) -> bool:
+        self._input.poll()  # until input, end of stream or an error, which recv then reports
         chunk = self._sock.recv(RECV_CHUNK_BYTES)
         self._buf += chunk
         return bool(chunk)
