@@ -93,7 +93,7 @@ STRICT_ALLOW: Mapping[str, str] = MappingProxyType(
         "sendmsg": "frames",
         "getsockname": "repr() of the frame socket, e.g. in a ResourceWarning at exit (measured)",
         "getpeername": "repr() of the frame socket (measured)",
-        "poll": "socket waits inside Python's socket module",
+        "poll": "the worker waiting for its next frame; socket waits inside Python's socket module",
         "ppoll": "socket waits",
         "close": "fds ONNX Runtime or Python release",
         "fstat": "Python sizing a buffer",
