@@ -78,8 +78,12 @@ def test_worker_is_not_woken_when_the_supervisor_reads_its_reply() -> None:
     ours, theirs = _pair()
     pid = os.fork()
     if pid == 0:  # the worker's serve loop, alone in a child process
-        ours.close()
-        os._exit(serve(theirs, 1, []))
+        code = 1
+        try:
+            ours.close()
+            code = serve(theirs, 1, [])
+        finally:
+            os._exit(code)  # never back into the test runner
     theirs.close()
     try:
         assert read_frame(ours, 1 << 20) is not None  # the hello
