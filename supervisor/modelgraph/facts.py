@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 from protos import onnx_subset_pb2 as pb
 from supervisor.errors import ModelFormatError
 from supervisor.modelgraph.dtypes import ONNX_TO_OIP, onnx_type_name
+from supervisor.modelgraph.rows import prove_rows_independent
 
 __all__ = ["MAX_SUBGRAPH_DEPTH", "GraphFacts", "TensorSpec", "read_graph_facts"]
 
@@ -57,6 +58,10 @@ class GraphFacts:
     outputs: tuple[TensorSpec, ...]
     node_count: int
     byte_size: int
+    # Whether each output row follows from the same input row alone (supervisor/modelgraph/
+    # rows.py), which lets dynamic batching merge calls; if not, the reason.
+    rows_independent: bool = False
+    rows_reason: str = ""
 
 
 def read_graph_facts(data: bytes, *, max_bytes: int = 2**31 - 1) -> GraphFacts:
@@ -83,6 +88,7 @@ def read_graph_facts(data: bytes, *, max_bytes: int = 2**31 - 1) -> GraphFacts:
     initializers = {_text(t.name, "initializer name") for t in graph.initializer}
     initializers |= {_text(s.values.name, "initializer name") for s in graph.sparse_initializer}
     inputs = [v for v in graph.input if _text(v.name, "input name") not in initializers]
+    rows = prove_rows_independent(model)
     return GraphFacts(
         ir_version=model.ir_version,
         opsets=_opsets(model.opset_import),
@@ -92,6 +98,8 @@ def read_graph_facts(data: bytes, *, max_bytes: int = 2**31 - 1) -> GraphFacts:
         outputs=_specs(graph.output, "output"),
         node_count=walk.node_count,
         byte_size=len(data),
+        rows_independent=rows.independent,
+        rows_reason=rows.reason,
     )
 
 

@@ -1,0 +1,409 @@
+"""Whether a model's rows are independent: row i of every output depends on row i of the inputs only.
+
+Dynamic batching (supervisor/workers/batching.py) runs the concurrent calls of one tenant
+on one model as one, stacking their rows. That answers each call as if it ran alone only
+when no operator mixes rows: a model that normalises over the batch, reshapes rows
+together or reads the batch size would answer differently. ``workers.dynamic_batching =
+"auto"`` batches a model only when this proof succeeds.
+
+The proof is conservative. It follows which tensors carry the batch on their first axis
+from the graph inputs through the nodes, in order, and accepts only the default-domain
+operators listed below, each used in a way that keeps rows apart (a ``Softmax`` over any
+axis but the first, a ``MatMul`` by a constant, a ``Reshape`` that keeps the first
+dimension, ...). Anything else, a custom domain, a subgraph, an operator not listed, a
+shape it cannot know, is "not proven", and the model runs call by call. No library
+answers this question: ONNX's shape inference gives shapes, not which axis mixes rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy
+
+from protos import onnx_subset_pb2 as pb
+
+__all__ = ["RowProof", "prove_rows_independent"]
+
+# fmt: off
+# Operators that act on each element alone: rows stay apart whatever the shape.
+_ELEMENTWISE = frozenset((
+    "Abs", "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "BitwiseNot", "Cast", "CastLike", "Ceil", "Celu",
+    "Cos", "Cosh", "Dropout", "Elu", "Erf", "Exp", "Floor", "Gelu", "HardSigmoid", "HardSwish", "Identity",
+    "IsInf", "IsNaN", "LeakyRelu", "Log", "Mish", "Neg", "Not", "Reciprocal", "Relu", "Round", "Selu",
+    "Shrink", "Sigmoid", "Sign", "Sin", "Sinh", "Softplus", "Softsign", "Sqrt", "Tan", "Tanh",
+    "ThresholdedRelu",
+))
+# Element-wise with numpy broadcasting over two or more inputs.
+_BROADCAST = frozenset((
+    "Add", "And", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "Clip", "Div", "Equal", "Greater",
+    "GreaterOrEqual", "Less", "LessOrEqual", "Max", "Mean", "Min", "Mod", "Mul", "Or", "Pow", "PRelu", "Sub",
+    "Sum", "Where", "Xor",
+))
+# Operators on [N, C, ...] that treat each item of the first axis alone.
+_PER_ITEM = frozenset((
+    "AveragePool", "BatchNormalization", "Conv", "ConvTranspose", "GlobalAveragePool", "GlobalLpPool",
+    "GlobalMaxPool", "InstanceNormalization", "LpNormalization", "LpPool", "LRN", "MaxPool",
+))
+_REDUCE = frozenset((
+    "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
+    "ReduceProd", "ReduceSum", "ReduceSumSquare",
+))
+# fmt: on
+# Operators whose axis moved from an attribute to an input at this default-domain opset.
+_AXES_INPUT_SINCE = {"ReduceSum": 13, "Squeeze": 13, "Unsqueeze": 13, **dict.fromkeys(_REDUCE - {"ReduceSum"}, 18)}
+
+
+class _NotProvenError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RowProof:
+    """``independent`` when every output's rows follow from the same rows of the inputs;
+    otherwise ``reason`` names the first node or tensor the proof could not pass."""
+
+    independent: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Batched:
+    rank: int  # the batch is axis 0
+
+
+@dataclass(frozen=True)
+class _Static:
+    shape: tuple[int, ...] | None  # None: not known
+    values: tuple[int, ...] | None = None  # an integer constant's values, when small
+
+
+_Value = _Batched | _Static
+
+
+class _Op(NamedTuple):
+    node: pb.NodeProto
+    attrs: dict[str, pb.AttributeProto]
+    ins: list[_Value]
+    opset: int
+    where: str  # names the node in a reason
+
+
+def prove_rows_independent(model: pb.ModelProto) -> RowProof:
+    """Prove, for a parsed model, that its rows never mix; see the module docstring."""
+    try:
+        _prove(model)
+    except _NotProvenError as exc:
+        return RowProof(False, str(exc))
+    return RowProof(True)
+
+
+def _prove(model: pb.ModelProto) -> None:
+    opset = 0
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            opset = entry.version
+    if not opset:
+        raise _NotProvenError("no default-domain opset")
+    graph = model.graph
+    values: dict[str, _Value] = {"": _Static(None)}  # '' names an absent optional input
+    for tensor in graph.initializer:
+        values[tensor.name] = _constant(tensor)
+    if graph.sparse_initializer:
+        raise _NotProvenError("sparse initializers")
+    for value in graph.input:
+        if value.name in values:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        if not dims or dims[0].HasField("dim_value"):
+            raise _NotProvenError(f"input {value.name!r} has no dynamic first dimension")
+        values[value.name] = _Batched(len(dims))
+    for index, node in enumerate(graph.node):
+        where = f"node {index} ({node.op_type} {node.name!r})"
+        if node.domain not in ("", "ai.onnx"):
+            raise _NotProvenError(f"{where}: operator domain {node.domain!r}")
+        try:
+            ins = [values[name] for name in node.input]
+        except KeyError as exc:
+            raise _NotProvenError(f"{where}: input {exc.args[0]!r} is not defined before it") from None
+        outs = _node(node, ins, opset, where)
+        if len(outs) < len(node.output):
+            raise _NotProvenError(f"{where}: more outputs than the proof knows")
+        for name, out in zip(node.output, outs, strict=False):
+            values[name] = out
+    for value in graph.output:
+        if not isinstance(values.get(value.name), _Batched):
+            raise _NotProvenError(f"output {value.name!r} does not carry the batch on its first axis")
+
+
+def _node(node: pb.NodeProto, ins: list[_Value], opset: int, where: str) -> list[_Value]:
+    op = node.op_type
+    attrs = {a.name: a for a in node.attribute}
+    if any(a.HasField("g") or len(a.graphs) for a in node.attribute):
+        raise _NotProvenError(f"{where}: subgraphs")
+    if op == "Constant":
+        if "value" in attrs:
+            return [_constant(attrs["value"].t)]
+        if "value_ints" in attrs:
+            ints = tuple(attrs["value_ints"].ints)
+            return [_Static((len(ints),), ints)]
+        return [_Static(None)]
+    batched = [v for v in ins if isinstance(v, _Batched)]
+    if not batched:
+        if op in ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"):
+            raise _NotProvenError(f"{where}: random values")
+        return [_Static(None)] * max(1, len(node.output))  # a computation on constants alone
+    rule = _RULES.get(op)
+    if rule is None:
+        raise _NotProvenError(f"{where}: operator {op} is not one the proof knows keeps rows apart")
+    return rule(_Op(node, attrs, ins, opset, where))
+
+
+def _int(attrs: dict[str, pb.AttributeProto], name: str, default: int) -> int:
+    return attrs[name].i if name in attrs else default
+
+
+def _axis(axis: int, rank: int, where: str) -> int:
+    if not -rank <= axis < rank:
+        raise _NotProvenError(f"{where}: axis {axis} outside rank {rank}")
+    return axis + rank if axis < 0 else axis
+
+
+def _only_first_batched(ins: list[_Value], where: str) -> _Batched:
+    first = ins[0] if ins else None
+    if not isinstance(first, _Batched) or any(isinstance(v, _Batched) for v in ins[1:]):
+        raise _NotProvenError(f"{where}: the batch reaches an input other than the first")
+    return first
+
+
+def _elementwise(n: _Op) -> list[_Value]:
+    node, ins, where = n.node, n.ins, n.where
+    x = _only_first_batched(ins, where)
+    return [_Batched(x.rank)] * len(node.output)
+
+
+def _broadcast(n: _Op) -> list[_Value]:
+    ins, where = n.ins, n.where
+    ranks = {v.rank for v in ins if isinstance(v, _Batched)}
+    if len(ranks) != 1:
+        raise _NotProvenError(f"{where}: batched inputs of different ranks {sorted(ranks)}")
+    rank = ranks.pop()
+    for v in ins:
+        # A constant shallower than the batch broadcasts over the rows; one as deep only
+        # if its first axis is 1 (else each row would meet a different row of it); one
+        # deeper would put its own axes in front of the batch.
+        if isinstance(v, _Static) and (
+            v.shape is None or len(v.shape) > rank or (len(v.shape) == rank and v.shape[0] != 1)
+        ):
+            raise _NotProvenError(f"{where}: a constant of shape {v.shape} meets the batch axis")
+    return [_Batched(rank)]
+
+
+def _matmul(n: _Op) -> list[_Value]:
+    ins, where = n.ins, n.where
+    a = _only_first_batched(ins, where)
+    b = ins[1]
+    if a.rank < 2 or not isinstance(b, _Static) or b.shape is None or len(b.shape) != 2:
+        raise _NotProvenError(f"{where}: only a batched matrix times a constant matrix keeps rows apart")
+    return [_Batched(a.rank)]
+
+
+def _gemm(n: _Op) -> list[_Value]:
+    attrs, ins, where = n.attrs, n.ins, n.where
+    a = _only_first_batched(ins, where)
+    if a.rank != 2 or _int(attrs, "transA", 0):
+        raise _NotProvenError(f"{where}: Gemm with a transposed or non-matrix batched input")
+    if len(ins) > 2:
+        c = ins[2]
+        assert isinstance(c, _Static)
+        if c.shape is None or len(c.shape) > 2 or (len(c.shape) == 2 and c.shape[0] != 1):
+            raise _NotProvenError(f"{where}: Gemm's C of shape {c.shape} meets the batch axis")
+    return [_Batched(2)]
+
+
+def _per_item(n: _Op) -> list[_Value]:
+    node, attrs, ins, where = n.node, n.attrs, n.ins, n.where
+    x = _only_first_batched(ins, where)
+    if len(node.output) != 1 or _int(attrs, "training_mode", 0):
+        # MaxPool's indices count across the whole batch; training statistics mix rows.
+        raise _NotProvenError(f"{where}: {node.op_type} with more than one output or in training mode")
+    if x.rank < 3 and node.op_type not in ("BatchNormalization", "LpNormalization"):
+        raise _NotProvenError(f"{where}: {node.op_type} on rank {x.rank}")
+    if node.op_type == "LpNormalization" and _axis(_int(attrs, "axis", -1), x.rank, where) == 0:
+        raise _NotProvenError(f"{where}: normalised over the batch axis")
+    return [_Batched(x.rank)]
+
+
+def _softmax(n: _Op) -> list[_Value]:
+    node, attrs, ins, opset, where = n.node, n.attrs, n.ins, n.opset, n.where
+    x = _only_first_batched(ins, where)
+    # Before opset 13 the input was flattened to [prod(d[:axis]), prod(d[axis:])]: any
+    # axis after the first still leaves each row in its own row.
+    if _axis(_int(attrs, "axis", 1 if opset < 13 else -1), x.rank, where) == 0:
+        raise _NotProvenError(f"{where}: {node.op_type} over the batch axis")
+    return [_Batched(x.rank)]
+
+
+def _layer_norm(n: _Op) -> list[_Value]:
+    node, attrs, ins, where = n.node, n.attrs, n.ins, n.where
+    x = _only_first_batched(ins, where)
+    if len(node.output) != 1 or _axis(_int(attrs, "axis", -1), x.rank, where) == 0:
+        raise _NotProvenError(f"{where}: LayerNormalization over the batch axis or with statistics outputs")
+    return [_Batched(x.rank)]
+
+
+def _flatten(n: _Op) -> list[_Value]:
+    attrs, ins, where = n.attrs, n.ins, n.where
+    x = _only_first_batched(ins, where)
+    if _axis(_int(attrs, "axis", 1), x.rank + 1, where) in (0, x.rank + 1):
+        raise _NotProvenError(f"{where}: Flatten at axis 0")
+    return [_Batched(2)]
+
+
+def _transpose(n: _Op) -> list[_Value]:
+    attrs, ins, where = n.attrs, n.ins, n.where
+    x = _only_first_batched(ins, where)
+    perm = list(attrs["perm"].ints) if "perm" in attrs else list(reversed(range(x.rank)))
+    if len(perm) != x.rank or not perm or perm[0] != 0:
+        raise _NotProvenError(f"{where}: Transpose moves the batch axis (perm {perm})")
+    return [_Batched(x.rank)]
+
+
+def _axes(n: _Op) -> list[int] | None:
+    node, attrs, ins, opset, where = n.node, n.attrs, n.ins, n.opset, n.where
+    """The axes of a Reduce, Squeeze or Unsqueeze, from its attribute or its constant input."""
+    if opset >= _AXES_INPUT_SINCE.get(node.op_type, 10**6):
+        if len(node.input) < 2 or not node.input[1]:
+            return None
+        axes = ins[1]
+        if not isinstance(axes, _Static) or axes.values is None:
+            raise _NotProvenError(f"{where}: axes that are not a constant")
+        return list(axes.values)
+    return list(attrs["axes"].ints) if "axes" in attrs else None
+
+
+def _reduce(n: _Op) -> list[_Value]:
+    node, attrs, ins, where = n.node, n.attrs, n.ins, n.where
+    x = _only_first_batched(ins, where)
+    axes = _axes(n)
+    if not axes:  # no axes: every axis (or none, with noop_with_empty_axes)
+        raise _NotProvenError(f"{where}: {node.op_type} over all axes")
+    normal = {_axis(a, x.rank, where) for a in axes}
+    if 0 in normal:
+        raise _NotProvenError(f"{where}: {node.op_type} over the batch axis")
+    return [_Batched(x.rank if _int(attrs, "keepdims", 1) else x.rank - len(normal))]
+
+
+def _arg(n: _Op) -> list[_Value]:
+    node, attrs, ins, where = n.node, n.attrs, n.ins, n.where
+    x = _only_first_batched(ins, where)
+    if _axis(_int(attrs, "axis", 0), x.rank, where) == 0:
+        raise _NotProvenError(f"{where}: {node.op_type} over the batch axis")
+    return [_Batched(x.rank if _int(attrs, "keepdims", 1) else x.rank - 1)]
+
+
+def _squeeze(n: _Op) -> list[_Value]:
+    node, ins, where = n.node, n.ins, n.where
+    x = _only_first_batched(ins, where)
+    axes = _axes(n)
+    if not axes:
+        raise _NotProvenError(f"{where}: {node.op_type} without axes (a batch of one would lose its axis)")
+    unsqueeze = node.op_type == "Unsqueeze"
+    rank = x.rank + len(axes) if unsqueeze else x.rank - len(axes)
+    if 0 in {_axis(a, rank if unsqueeze else x.rank, where) for a in axes}:
+        raise _NotProvenError(f"{where}: {node.op_type} on the batch axis")
+    return [_Batched(rank)]
+
+
+def _reshape(n: _Op) -> list[_Value]:
+    attrs, ins, where = n.attrs, n.ins, n.where
+    _only_first_batched(ins, where)
+    shape = ins[1]
+    # 0 copies the input's dimension: a first dimension of 0 keeps each row a row, and
+    # the rest of the new shape applies within the row.
+    if _int(attrs, "allowzero", 0) or not isinstance(shape, _Static) or not shape.values or shape.values[0] != 0:
+        raise _NotProvenError(f"{where}: Reshape that does not keep the first dimension")
+    return [_Batched(len(shape.values))]
+
+
+def _concat(n: _Op) -> list[_Value]:
+    attrs, ins, where = n.attrs, n.ins, n.where
+    if not all(isinstance(v, _Batched) for v in ins) or len({v.rank for v in ins if isinstance(v, _Batched)}) != 1:
+        raise _NotProvenError(f"{where}: Concat of a constant or of different ranks with the batch")
+    rank = ins[0].rank  # type: ignore[union-attr]
+    if _axis(_int(attrs, "axis", 0), rank, where) == 0:
+        raise _NotProvenError(f"{where}: Concat along the batch axis")
+    return [_Batched(rank)]
+
+
+def _split(n: _Op) -> list[_Value]:
+    node, attrs, ins, where = n.node, n.attrs, n.ins, n.where
+    x = _only_first_batched(ins, where)
+    if _axis(_int(attrs, "axis", 0), x.rank, where) == 0:
+        raise _NotProvenError(f"{where}: Split along the batch axis")
+    return [_Batched(x.rank)] * len(node.output)
+
+
+def _gather(n: _Op) -> list[_Value]:
+    attrs, ins, where = n.attrs, n.ins, n.where
+    data, indices = ins[0], ins[1]
+    if isinstance(data, _Static) and isinstance(indices, _Batched) and data.shape is not None:
+        # Rows of a constant table picked by each row's indices (an embedding).
+        if _axis(_int(attrs, "axis", 0), len(data.shape), where) == 0:
+            return [_Batched(indices.rank + len(data.shape) - 1)]
+    elif (
+        isinstance(data, _Batched)
+        and isinstance(indices, _Static)
+        and indices.shape is not None
+        and _axis(_int(attrs, "axis", 0), data.rank, where) != 0
+    ):
+        return [_Batched(data.rank + len(indices.shape) - 1)]
+    raise _NotProvenError(f"{where}: Gather that moves or indexes the batch axis")
+
+
+_RULES: dict[str, Callable[[_Op], list[_Value]]] = {
+    **dict.fromkeys(_ELEMENTWISE, _elementwise),
+    **dict.fromkeys(_BROADCAST, _broadcast),
+    **dict.fromkeys(_PER_ITEM, _per_item),
+    **dict.fromkeys(_REDUCE, _reduce),
+    "ArgMax": _arg,
+    "ArgMin": _arg,
+    "Concat": _concat,
+    "Flatten": _flatten,
+    "Gather": _gather,
+    "Gemm": _gemm,
+    "Hardmax": _softmax,
+    "LayerNormalization": _layer_norm,
+    "LogSoftmax": _softmax,
+    "MatMul": _matmul,
+    "Reshape": _reshape,
+    "Softmax": _softmax,
+    "Split": _split,
+    "Squeeze": _squeeze,
+    "Transpose": _transpose,
+    "Unsqueeze": _squeeze,
+}
+
+# Integer constants up to this many values are read (shapes and axes are a few).
+_MAX_CONSTANT_VALUES = 64
+_INT_TYPES: dict[int, str] = {pb.TensorProto.INT64: "<i8", pb.TensorProto.INT32: "<i4"}
+
+
+def _constant(tensor: pb.TensorProto) -> _Static:
+    shape = tuple(tensor.dims)
+    dtype = _INT_TYPES.get(tensor.data_type)
+    count = math.prod(shape)
+    if dtype is None or count > _MAX_CONSTANT_VALUES or tensor.data_location == pb.TensorProto.EXTERNAL:
+        return _Static(shape)
+    if tensor.raw_data:
+        if len(tensor.raw_data) != count * numpy.dtype(dtype).itemsize:
+            return _Static(shape)
+        values: Sequence[int] = numpy.frombuffer(tensor.raw_data, dtype=dtype).tolist()
+    else:
+        values = list(tensor.int64_data if tensor.data_type == pb.TensorProto.INT64 else tensor.int32_data)
+        if len(values) != count:
+            return _Static(shape)
+    return _Static(shape, tuple(int(v) for v in values))

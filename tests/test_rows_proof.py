@@ -1,0 +1,264 @@
+"""The proof that a model's rows are independent, which lets dynamic batching merge calls by default.
+
+The threat: a model whose rows depend on each other (it normalises over the batch, reshapes
+rows together, reads the batch size) would answer a caller differently when its call ran
+merged with others, so "auto" batching must never merge it. Each model here is built with
+the ``onnx`` helpers and run by ONNX Runtime: for every model the proof accepts, the rows
+run merged equal the rows run one by one; for the models it refuses because they mix rows,
+they do not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from protos import onnx_subset_pb2 as pb
+from supervisor.modelgraph import read_graph_facts
+from supervisor.modelgraph.build import build_int64_model, build_mlp
+from supervisor.modelgraph.rows import prove_rows_independent
+
+F = TensorProto.FLOAT
+RNG = np.random.default_rng(11)
+
+
+def _model(
+    nodes: list[object],
+    inputs: Sequence[tuple[str, int, list[object]]],
+    outputs: Sequence[tuple[str, int, list[object]]],
+    initializers: dict[str, np.ndarray] | None = None,
+    opset: int = 17,
+    domains: dict[str, int] | None = None,
+) -> bytes:
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
+        [numpy_helper.from_array(v, k) for k, v in (initializers or {}).items()],
+    )
+    imports = [helper.make_opsetid("", opset), *(helper.make_opsetid(d, v) for d, v in (domains or {}).items())]
+    return bytes(helper.make_model(graph, opset_imports=imports, ir_version=8).SerializeToString())
+
+
+def _w(*shape: int) -> np.ndarray:
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def _matmul_softmax() -> bytes:
+    return _model(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"]),
+            helper.make_node("Add", ["h", "b"], ["z"]),
+            helper.make_node("Softmax", ["z"], ["y"], axis=-1),
+        ],
+        [("x", F, ["n", 8])],
+        [("y", F, ["n", 4])],
+        {"w": _w(8, 4), "b": _w(4)},
+    )
+
+
+def _cnn() -> bytes:
+    return _model(
+        [
+            helper.make_node("Conv", ["x", "k", "kb"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["r"]),
+            helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+            helper.make_node("BatchNormalization", ["p", "s", "bb", "m", "v"], ["bn"]),
+            helper.make_node("Flatten", ["bn"], ["f"], axis=1),
+            helper.make_node("Gemm", ["f", "w", "b"], ["g"]),
+            helper.make_node("LogSoftmax", ["g"], ["y"], axis=1),
+        ],
+        [("x", F, ["n", 1, 8, 8])],
+        [("y", F, ["n", 5])],
+        {
+            "k": _w(4, 1, 3, 3),
+            "kb": _w(4),
+            "s": _w(4),
+            "bb": _w(4),
+            "m": _w(4),
+            "v": np.abs(_w(4)) + 0.5,
+            "w": _w(64, 5),
+            "b": _w(1, 5),
+        },
+    )
+
+
+def _embedding() -> bytes:
+    return _model(
+        [
+            helper.make_node("Gather", ["table", "ids"], ["e"], axis=0),
+            helper.make_node("ReduceMean", ["e", "axes"], ["pooled"], keepdims=0),
+            helper.make_node("LayerNormalization", ["pooled", "scale", "bias"], ["y"], axis=-1),
+        ],
+        [("ids", TensorProto.INT64, ["n", 5])],
+        [("y", F, ["n", 8])],
+        {"table": _w(100, 8), "axes": np.array([1], dtype=np.int64), "scale": _w(8), "bias": _w(8)},
+        opset=18,
+    )
+
+
+def _reshape_transpose() -> bytes:
+    return _model(
+        [
+            helper.make_node("Reshape", ["x", "shape"], ["r"]),
+            helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1]),
+            helper.make_node("ReduceSum", ["t", "axes"], ["s"], keepdims=0),
+            helper.make_node("Unsqueeze", ["s", "one"], ["u"]),
+            helper.make_node("Concat", ["u", "u"], ["y"], axis=-1),
+        ],
+        [("x", F, ["n", 12])],
+        [("y", F, ["n", 3, 2])],
+        {
+            "shape": np.array([0, 4, 3], dtype=np.int64),
+            "axes": np.array([2], dtype=np.int64),
+            "one": np.array([2], dtype=np.int64),
+        },
+    )
+
+
+PROVEN: dict[str, bytes] = {
+    "mlp": build_mlp(),
+    "matmul_softmax": _matmul_softmax(),
+    "cnn": _cnn(),
+    "embedding": _embedding(),
+    "reshape_transpose": _reshape_transpose(),
+    "int64": build_int64_model(),
+}
+
+
+def _one_input(
+    op: str,
+    attrs: dict[str, object] | None = None,
+    extra: dict[str, np.ndarray] | None = None,
+    out: list[object] | None = None,
+) -> bytes:
+    names = ["x", *(extra or {})]
+    node = helper.make_node(op, names, ["y"], **(attrs or {}))
+    return _model([node], [("x", F, ["n", 4])], [("y", F, out or ["n", 4])], extra)
+
+
+def _centre_over_batch() -> bytes:
+    """``x - mean(x over the batch)``: what each caller gets depends on the other rows."""
+    return _model(
+        [
+            helper.make_node("ReduceMean", ["x", "axes"], ["m"], keepdims=1),
+            helper.make_node("Sub", ["x", "m"], ["y"]),
+        ],
+        [("x", F, ["n", 4])],
+        [("y", F, ["n", 4])],
+        {"axes": np.array([0], dtype=np.int64)},
+        opset=18,
+    )
+
+
+# name -> (model, words of the reason, whether merged rows truly differ from rows alone)
+REFUSED: dict[str, tuple[bytes, str, bool]] = {
+    "centre_over_batch": (_centre_over_batch(), "over the batch axis", True),
+    "softmax_over_batch": (_one_input("Softmax", {"axis": 0}), "over the batch axis", True),
+    "reshape_rows_together": (
+        _one_input("Reshape", extra={"shape": np.array([-1], dtype=np.int64)}, out=["m"]),
+        "does not keep the first dimension",
+        False,
+    ),
+    "transpose_default": (_one_input("Transpose", out=[4, "n"]), "moves the batch axis", False),
+    "gemm_transposed": (
+        _one_input("Gemm", {"transA": 1}, {"w": _w(1, 4)}, out=[4, 4]),
+        "transposed",
+        False,
+    ),
+    "reads_batch_size": (_one_input("Shape", out=[2]), "not one the proof knows", False),
+    "constant_as_deep_as_the_batch": (_one_input("Add", extra={"c": _w(3, 4)}), "meets the batch axis", False),
+    "custom_domain": (
+        _model(
+            [helper.make_node("Evil", ["x"], ["y"], domain="com.example")],
+            [("x", F, ["n", 4])],
+            [("y", F, ["n", 4])],
+            domains={"com.example": 1},
+        ),
+        "domain",
+        False,
+    ),
+    "maxpool_indices": (
+        _model(
+            [helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2])],
+            [("x", F, ["n", 1, 4])],
+            [("y", F, ["n", 1, 3]), ("i", TensorProto.INT64, ["n", 1, 3])],
+        ),
+        "more than one output",
+        True,
+    ),
+    "squeeze_every_axis": (_one_input("Squeeze", out=["m"]), "without axes", False),
+}
+
+
+def _rows(session: ort.InferenceSession, n: int) -> dict[str, np.ndarray]:
+    feeds = {}
+    for i in session.get_inputs():
+        shape = [n, *(d if isinstance(d, int) else 3 for d in i.shape[1:])]
+        if i.type == "tensor(int64)":
+            feeds[i.name] = RNG.integers(0, 100, size=shape, dtype=np.int64)
+        else:
+            feeds[i.name] = RNG.standard_normal(shape).astype(np.float32)
+    return feeds
+
+
+def _merged_equals_alone(model: bytes, n: int = 6) -> bool:
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    feeds = _rows(session, n)
+    merged = session.run(None, feeds)
+    alone = [session.run(None, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(n)]
+    return all(
+        np.allclose(out, np.concatenate([a[j] for a in alone]), rtol=1e-5, atol=1e-5) for j, out in enumerate(merged)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(PROVEN))
+def test_a_proven_model_answers_merged_rows_as_it_answers_each_alone(name: str) -> None:
+    facts = read_graph_facts(PROVEN[name])
+    assert facts.rows_independent, facts.rows_reason
+    assert _merged_equals_alone(PROVEN[name])
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_a_model_that_may_mix_rows_is_never_proven_independent(name: str) -> None:
+    model, reason, mixes = REFUSED[name]
+    facts = read_graph_facts(model)
+    assert not facts.rows_independent
+    assert reason in facts.rows_reason, facts.rows_reason
+    if mixes:  # and the rows it mixes do come out different when merged
+        assert not _merged_equals_alone(model)
+
+
+def _parsed(model: bytes) -> pb.ModelProto:
+    parsed = pb.ModelProto()
+    parsed.ParseFromString(model)
+    return parsed
+
+
+def test_a_node_that_reads_a_tensor_defined_after_it_is_not_proven() -> None:
+    model = _parsed(build_mlp())
+    model.graph.node.reverse()  # not topologically sorted: the proof cannot follow it
+    proof = prove_rows_independent(model)
+    assert not proof.independent and "not defined before it" in proof.reason
+
+
+def test_an_input_with_a_fixed_first_dimension_is_not_proven() -> None:
+    model = _model([helper.make_node("Relu", ["x"], ["y"])], [("x", F, [2, 4])], [("y", F, [2, 4])])
+    proof = prove_rows_independent(_parsed(model))
+    assert not proof.independent and "no dynamic first dimension" in proof.reason
+
+
+def test_an_output_computed_from_constants_alone_is_not_proven() -> None:
+    model = _model(
+        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Identity", ["c"], ["z"])],
+        [("x", F, ["n", 4])],
+        [("y", F, ["n", 4]), ("z", F, [4])],
+        {"c": _w(4)},
+    )
+    proof = prove_rows_independent(_parsed(model))
+    assert not proof.independent and "'z'" in proof.reason
