@@ -131,7 +131,9 @@ class InferenceService:
         self._quotas = quotas
         self._load_admitted: OrderedDict[tuple[str, str, str], GraphFacts] = OrderedDict()
         workers = settings.workers
-        self._batcher = Batcher(pool.infer, max_rows=workers.max_batch_rows) if workers.dynamic_batching else None
+        batching = workers.dynamic_batching
+        self._batcher = Batcher(pool.infer, max_rows=workers.max_batch_rows) if batching != "off" else None
+        self._batch_unproven = batching == "on"  # else only models whose rows are proven independent
 
     def _find(self, caller: Caller, name: str, version: str, record: AuditRecord) -> ModelRecord:
         record.model = name
@@ -161,13 +163,20 @@ class InferenceService:
         """The model's bytes, checked against its signature, as a worker receives them."""
         return load_model_bytes(model, self._store, self._registry, self._settings)
 
-    async def _admit_load(self, caller: Caller, model: ModelRecord, record: AuditRecord) -> None:
+    async def _admit_load(self, caller: Caller, model: ModelRecord, record: AuditRecord) -> GraphFacts:
         """Ask ``ire.admission`` whether this model may be loaded, once per policy revision."""
         key = (caller.tenant.name, model.sha256, self._authorizer.engine.revision)
-        if key in self._load_admitted:
+        if (facts := self._load_admitted.get(key)) is not None:
             self._load_admitted.move_to_end(key)
-            return
+            return facts
         facts = read_graph_facts(self._load_bytes(model), max_bytes=self._settings.limits.max_model_bytes)
+        if self._batcher is not None and not self._batch_unproven:
+            log.info(
+                "dynamic batching " + ("on" if facts.rows_independent else "off") + " for this model",
+                model=model.name,
+                version=model.version,
+                reason=facts.rows_reason or "its rows are proven independent",
+            )
         decision = record.detail.get("policy")
         try:
             await self._authorizer.admit("model.load", caller.tenant, model, facts, record, principal=caller.principal)
@@ -178,6 +187,7 @@ class InferenceService:
         self._load_admitted[key] = facts
         if len(self._load_admitted) > MAX_ADMITTED_LOADS:
             self._load_admitted.popitem(last=False)
+        return facts
 
     async def infer(
         self, caller: Caller, request: oip.ModelInferRequest, record: AuditRecord
@@ -204,11 +214,15 @@ class InferenceService:
             record.detail["quota"] = ticket.usage.as_policy_input()
         success = False
         try:
-            await self._admit_load(caller, model, record)
+            graph = await self._admit_load(caller, model, record)
             message = decoded.message
             message.infer.model_key = model.sha256
             load = lambda: self._load_bytes(model)  # noqa: E731 - called only when the worker lacks the model
-            if self._batcher is not None and (rows := _stack_rows(decoded.inputs, model)):
+            if (
+                self._batcher is not None
+                and (graph.rows_independent or self._batch_unproven)
+                and (rows := _stack_rows(decoded.inputs, model))
+            ):
                 put_aside_back(message, decoded.aside)  # merged runs concatenate the bytes
                 result, shared = await self._batcher.infer(caller.principal.tenant, model.sha256, load, message, rows)
                 if shared > 1:

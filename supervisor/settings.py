@@ -83,6 +83,9 @@ class LimitSettings:
     max_worker_frame_bytes: int = 256 * MiB
 
 
+BATCHING_MODES = ("auto", "on", "off")
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     # Live worker processes at most; an idle one is stopped to make room.
@@ -94,8 +97,10 @@ class WorkerSettings:
     # Seconds one prediction may take in a worker before the worker is stopped.
     call_timeout_seconds: float = 60.0
     # Merge a tenant's concurrent calls on one model into one run (supervisor/workers/
-    # batching.py). Off by default: only right for models whose rows are independent.
-    dynamic_batching: bool = False
+    # batching.py). That answers each call as if alone only when the model's rows are
+    # independent. "auto": models whose graph proves it (supervisor/modelgraph/rows.py);
+    # "on": every model with a dynamic first dimension, proven or not; "off": none.
+    dynamic_batching: str = "auto"
     # Rows in one merged run at most.
     max_batch_rows: int = 64
     # Input tensors of at least input_region_min_bytes are written into the worker's input
@@ -106,6 +111,15 @@ class WorkerSettings:
     input_region: bool = True
     input_region_bytes: int = 32 * MiB
     input_region_min_bytes: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        # true and false are the values this key took before "auto" existed.
+        mode = {"true": "on", "false": "off"}.get(self.dynamic_batching, self.dynamic_batching)
+        if mode not in BATCHING_MODES:
+            raise ConfigError(
+                f"workers.dynamic_batching: got {self.dynamic_batching!r}, expected one of {BATCHING_MODES}"
+            )
+        object.__setattr__(self, "dynamic_batching", mode)
 
 
 @dataclass(frozen=True)
@@ -268,6 +282,8 @@ def parse_settings(raw: dict[str, Any], source: str = "config") -> Settings:
         for key, value in table.items():
             if key not in fields:
                 raise ConfigError(f"{source}: unknown key {name}.{key}; known: {sorted(fields)}")
+            if (name, key) == ("workers", "dynamic_batching") and isinstance(value, bool):
+                value = "on" if value else "off"  # a config file written before "auto" existed
             values[key] = _check_value(f"{source}: {name}.{key}", fields[key], value, defaults[key])
         sections[name] = cls(**values)
     return Settings(**sections)

@@ -2,7 +2,7 @@
 
 The unit tests drive :class:`Batcher` through the same callable the server gives it
 (``WorkerPool.infer``), replaced by a row-wise function so that each test decides when a
-run finishes and what it returns. The last test runs the real server and worker.
+run finishes and what it returns. The last tests run the real server and worker.
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ import grpc
 import numpy as np
 import onnxruntime as ort
 
+from protos import onnx_subset_pb2 as mpb
 from protos import worker_pb2 as pb
 from protos.inference import grpc_predict_v2_pb2 as oip
 from protos.inference import grpc_predict_v2_pb2_grpc as oip_grpc
 from supervisor.errors import InvalidInputError, WorkerCrashedError
 from supervisor.modelgraph.build import build_mlp
+from supervisor.signing.onboard import local_signer, sign_and_register
 from supervisor.workers.batching import Batcher, stackable
-from tests.conftest import ire, make_home, start_server, stop_server
+from tests.conftest import Server, ire, make_home, start_server, stop_server, write_model
 
 WIDTH = 4
 
@@ -212,30 +214,93 @@ def test_only_models_with_a_dynamic_first_dimension_everywhere_are_stackable() -
     assert not stackable([], [(-1,)])
 
 
-def test_batched_predictions_through_the_real_server_match_the_model(tmp_path: Path) -> None:
-    home = make_home(tmp_path / "home")
-    srv = start_server(home, {"IRE_WORKERS__DYNAMIC_BATCHING": "true"})
-    session = ort.InferenceSession(build_mlp(), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(7)
-    inputs = [rng.standard_normal((1 + i % 3, 64)).astype(np.float32) for i in range(96)]
+def _call_all(srv: Server, model: str, input_name: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """One call first (the worker starts and loads the model), then all of ``inputs`` at once."""
 
     async def call_all() -> list[np.ndarray]:
         async with grpc.aio.insecure_channel(srv.address) as channel:
             stub = oip_grpc.GRPCInferenceServiceStub(channel)
 
             async def one(x: np.ndarray) -> np.ndarray:
-                request = oip.ModelInferRequest(model_name="mlp", raw_input_contents=[x.tobytes()])
-                request.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
+                request = oip.ModelInferRequest(model_name=model, raw_input_contents=[x.tobytes()])
+                request.inputs.add(name=input_name, datatype="FP32", shape=list(x.shape))
                 reply = await stub.ModelInfer(request, metadata=srv.metadata(), timeout=60)
                 return np.frombuffer(reply.raw_output_contents[0], dtype=np.float32).reshape(
                     tuple(reply.outputs[0].shape)
                 )
 
-            await one(inputs[0])  # the worker starts and loads the model
+            await one(inputs[0])
             return await asyncio.gather(*(one(x) for x in inputs))
 
+    return asyncio.run(call_all())
+
+
+def _merged(srv: Server, model: str) -> list[int]:
+    """For each allowed prediction on ``model``, how many calls shared its run."""
+    records = [r for r in srv.audit() if r.get("action") == "predict" and r.get("outcome") == "allowed"]
+    return [r["detail"].get("dynamic_batch", 1) for r in records if r.get("model") == model]  # type: ignore[union-attr]
+
+
+def _centre_over_batch() -> bytes:
+    """``y = x - mean(x over the batch)``: a call of one row alone always gets zeros."""
+    graph = mpb.GraphProto(name="centre")
+    graph.initializer.append(
+        mpb.TensorProto(name="axes", dims=[1], data_type=mpb.TensorProto.INT64, raw_data=np.array([0], "<i8").tobytes())
+    )
+    graph.node.extend(
+        [
+            mpb.NodeProto(op_type="ReduceMean", input=["x", "axes"], output=["m"]),
+            mpb.NodeProto(op_type="Sub", input=["x", "m"], output=["y"]),
+        ]
+    )
+    for value, where in (("x", graph.input), ("y", graph.output)):
+        dims = [mpb.TensorShapeProto.Dimension(dim_param="n"), mpb.TensorShapeProto.Dimension(dim_value=WIDTH)]
+        tensor = mpb.TypeProto.Tensor(elem_type=mpb.TensorProto.FLOAT, shape=mpb.TensorShapeProto(dim=dims))
+        where.append(mpb.ValueInfoProto(name=value, type=mpb.TypeProto(tensor_type=tensor)))
+    model = mpb.ModelProto(ir_version=8, graph=graph)
+    model.opset_import.append(mpb.OperatorSetIdProto(domain="", version=18))
+    return model.SerializeToString()
+
+
+def test_by_default_a_model_whose_rows_mix_is_never_merged_and_one_proven_independent_is(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "home")
+    registry = home.registry()
+    key = local_signer(registry, tmp_path / "signing")
+    sign_and_register(home, registry, "acme", "centre", write_model(tmp_path / "m-centre", _centre_over_batch()), key)
+    registry.close()
+    rng = np.random.default_rng(5)
+    rows = [rng.standard_normal((1, WIDTH)).astype(np.float32) + 10 for _ in range(64)]
+    mlp_inputs = [rng.standard_normal((1, 64)).astype(np.float32) for _ in range(64)]
+    srv = start_server(home)  # workers.dynamic_batching = "auto", the default
     try:
-        outputs = asyncio.run(call_all())
+        centred = _call_all(srv, "centre", "x", rows)
+        _call_all(srv, "mlp", "input", mlp_inputs)
+    finally:
+        stop_server(srv)
+    assert all(not y.any() for y in centred)  # each call answered as if alone
+    assert max(_merged(srv, "centre")) == 1
+    assert max(_merged(srv, "mlp")) > 1  # 64 calls at once on a proven model: some ran together
+    assert "dynamic batching off for this model" in srv.log() and "over the batch axis" in srv.log()
+
+    # The same calls with every stackable model merged ("on"): this model's answers then
+    # depend on the other callers' rows, which is why "auto" never merges it.
+    srv = start_server(home, {"IRE_WORKERS__DYNAMIC_BATCHING": "on"})
+    try:
+        centred = _call_all(srv, "centre", "x", rows)
+    finally:
+        stop_server(srv)
+    assert max(_merged(srv, "centre")) > 1
+    assert any(y.any() for y in centred)
+
+
+def test_batched_predictions_through_the_real_server_match_the_model(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "home")
+    srv = start_server(home, {"IRE_WORKERS__DYNAMIC_BATCHING": "true"})
+    session = ort.InferenceSession(build_mlp(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(7)
+    inputs = [rng.standard_normal((1 + i % 3, 64)).astype(np.float32) for i in range(96)]
+    try:
+        outputs = _call_all(srv, "mlp", "input", inputs)
     finally:
         stop_server(srv)
     for x, y in zip(inputs, outputs, strict=True):

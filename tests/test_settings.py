@@ -25,6 +25,7 @@ def test_rendered_defaults_parse_back() -> None:
         pytest.param({"workers": {"max_workers": 0}}, "expected a positive number", id="zero_bound"),
         pytest.param({"auth": {"issuer": ""}}, "empty string", id="empty_issuer"),
         pytest.param({"server": 3}, "must be a table", id="not_a_table"),
+        pytest.param({"workers": {"dynamic_batching": "sometimes"}}, "expected one of", id="unknown_batching_mode"),
     ],
 )
 def test_invalid_config_refused(raw: dict[str, object], message: str) -> None:
@@ -36,6 +37,16 @@ def test_override_keeps_other_defaults() -> None:
     settings = parse_settings({"server": {"grace_seconds": 2}})
     assert settings.server.grace_seconds == 2.0
     assert settings.server.max_request_bytes == Settings().server.max_request_bytes
+
+
+def test_batching_written_as_a_boolean_before_auto_existed_keeps_its_meaning(tmp_path: Path) -> None:
+    assert Settings().workers.dynamic_batching == "auto"
+    assert parse_settings({"workers": {"dynamic_batching": False}}).workers.dynamic_batching == "off"
+    assert parse_settings({"workers": {"dynamic_batching": True}}).workers.dynamic_batching == "on"
+    path = tmp_path / "config.toml"
+    path.write_text("[workers]\ndynamic_batching = false\n")
+    assert load_settings(path, {"IRE_WORKERS__DYNAMIC_BATCHING": "true"}).workers.dynamic_batching == "on"
+    assert load_settings(path, {}).workers.dynamic_batching == "off"
 
 
 def test_missing_file_says_run_init(tmp_path: Path) -> None:

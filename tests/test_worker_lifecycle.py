@@ -98,23 +98,52 @@ def test_worker_killed_mid_request_gives_unavailable_then_recovers(fresh_server:
     assert (records[recovered_id]["outcome"], records[recovered_id]["status"]) == ("allowed", "OK")
 
 
-def test_all_calls_in_flight_fail_when_worker_dies(fresh_server: Server) -> None:
-    server = fresh_server
+def test_all_calls_in_flight_fail_when_worker_dies(tmp_path: Path) -> None:
+    # Batching off: all four calls are then at the worker when it dies. (With batching, the
+    # calls that wait for the run ahead of them go to the next worker: the test below.)
+    server = start_server(make_home(tmp_path / "home"), {"IRE_WORKERS__DYNAMIC_BATCHING": "off"})
+    try:
+        stub = server.stub()
+        md = server.metadata()
+        stub.ModelInfer(_request(), metadata=md, timeout=30)
+        (worker,) = _workers(server)
+        os.kill(worker.pid, signal.SIGSTOP)
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(stub.ModelInfer, _request(), metadata=md, timeout=30) for _ in range(4)]
+            time.sleep(0.5)
+            os.kill(worker.pid, signal.SIGKILL)
+            codes = []
+            for f in futures:
+                with pytest.raises(grpc.RpcError) as info:
+                    f.result()
+                codes.append(info.value.code())
+        assert codes == [grpc.StatusCode.UNAVAILABLE] * 4
+    finally:
+        stop_server(server)
+
+
+def test_batched_calls_waiting_behind_a_dead_workers_run_are_answered_by_the_next_worker(
+    fresh_server: Server,
+) -> None:
+    server = fresh_server  # dynamic batching "auto": the MLP's calls merge
     stub = server.stub()
     md = server.metadata()
     stub.ModelInfer(_request(), metadata=md, timeout=30)
     (worker,) = _workers(server)
     os.kill(worker.pid, signal.SIGSTOP)
     with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(stub.ModelInfer, _request(), metadata=md, timeout=30) for _ in range(4)]
+        first = pool.submit(stub.ModelInfer, _request(), metadata=md, timeout=30)
+        time.sleep(0.3)  # its run is at the stopped worker; the next calls wait behind it
+        waiting = [pool.submit(stub.ModelInfer, _request(), metadata=md, timeout=30) for _ in range(3)]
         time.sleep(0.5)
         os.kill(worker.pid, signal.SIGKILL)
-        codes = []
-        for f in futures:
-            with pytest.raises(grpc.RpcError) as info:
-                f.result()
-            codes.append(info.value.code())
-    assert codes == [grpc.StatusCode.UNAVAILABLE] * 4
+        with pytest.raises(grpc.RpcError) as info:
+            first.result()
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        answers = [f.result() for f in waiting]
+    assert all(len(a.raw_output_contents) == 1 for a in answers)
+    (replacement,) = _workers(server)
+    assert replacement.pid != worker.pid
 
 
 def test_tenants_get_separate_workers(fresh_server: Server) -> None:

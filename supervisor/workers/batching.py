@@ -17,9 +17,11 @@ dimensions and the requested outputs. Rows are concatenated along the first dime
 tenant's calls only ever share a run with that tenant's own calls, on its own worker.
 
 A model whose rows are not independent (one that normalises over the batch, say) would
-answer differently when batched: batching is off unless ``workers.dynamic_batching`` is
-set. A merged run the model refuses as bad input is retried call by call, so one bad call
-fails alone; an output that cannot be cut by rows turns batching off for that model.
+answer differently when batched: the service (supervisor/service.py) sends a model here
+only when ``workers.dynamic_batching`` is "on", or "auto" (the default) and the model's
+graph proves its rows independent (supervisor/modelgraph/rows.py). A merged run the model
+refuses as bad input is retried call by call, so one bad call fails alone; an output that
+cannot be cut by rows turns batching off for that model.
 """
 
 from __future__ import annotations
