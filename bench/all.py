@@ -3,10 +3,11 @@
 Scenarios, all with every IRE security layer on (JWT auth, Rego policy, quotas, sandboxed
 workers, durable audit):
 
-- the 64→256→256→10 MLP at batch 1, concurrency 1, 16 and 64: IRE as shipped, IRE with
-  dynamic batching on (``workers.dynamic_batching``; the MLP's rows are independent),
-  MLServer, the floor, and the floor with its model in a child process (``floor-proc``:
-  the cost of isolating the model, without IRE's security work);
+- the 64→256→256→10 MLP at batch 1, concurrency 1, 16 and 64: IRE as shipped (dynamic
+  batching "auto", which merges the MLP's calls: its rows are proven independent), IRE with
+  dynamic batching off (``workers.dynamic_batching = "off"``), MLServer, the floor, and the
+  floor with its model in a child process (``floor-proc``: the cost of isolating the model,
+  without IRE's security work);
 - the large MLP (4.2 M parameters) at batch 32: the same five;
 - many tenants round-robin under a cap on live workers (IRE alone: the peers have no tenants);
 - worker cold start and idle worker memory (``bench.sandbox``);
@@ -49,7 +50,7 @@ from bench.serve import BenchError
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_SECONDS = 120.0
 EXIT_FAILED, EXIT_CALL_ERRORS = 1, 3
-IRE, IRE_BATCHED, MLSERVER, FLOOR, FLOOR_PROC = "ire", "ire-batch", "mlserver", "floor", "floor-proc"
+IRE, IRE_UNBATCHED, MLSERVER, FLOOR, FLOOR_PROC = "ire", "ire-unbatched", "mlserver", "floor", "floor-proc"
 # The many-tenants scenario: more tenants than the cap, so workers are stopped and started.
 MAX_WORKERS = 16
 LARGE_BATCH = 32
@@ -71,8 +72,8 @@ class Scenario:
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
     peers = tuple(
         s
-        for s in (IRE, IRE_BATCHED, MLSERVER, FLOOR, FLOOR_PROC)
-        if not (s == MLSERVER and args.no_mlserver) and not (s == IRE_BATCHED and args.no_batching)
+        for s in (IRE, IRE_UNBATCHED, MLSERVER, FLOOR, FLOOR_PROC)
+        if not (s == MLSERVER and args.no_mlserver) and not (s == IRE_UNBATCHED and args.no_unbatched)
     )
     found = [Scenario(f"mlp c{c}", MODEL, c, peers) for c in args.concurrency]
     found.append(Scenario(f"large b{LARGE_BATCH}", LARGE_MODEL, LARGE_CONCURRENCY, peers, LARGE_BATCH, LARGE_HIDDEN))
@@ -85,10 +86,10 @@ class Servers:
     """IRE, the two floors (one model each) and MLServer, started once for the whole run."""
 
     def __init__(
-        self, workdir: Path, bench_home: BenchHome, args: argparse.Namespace, batched_home: BenchHome | None = None
+        self, workdir: Path, bench_home: BenchHome, args: argparse.Namespace, unbatched_home: BenchHome | None = None
     ) -> None:
         self.workdir, self.bench_home, self.args = workdir, bench_home, args
-        self.batched_home = batched_home
+        self.unbatched_home = unbatched_home
         self.base_env = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "IRE_HOME")}
         self.started: dict[str, ServerProcess] = {}
         self.tokens_file = workdir / "tenant-tokens"
@@ -103,12 +104,12 @@ class Servers:
         ire_env = dict(self.base_env, IRE_HOME=str(home.home.root), IRE_WORKERS__MAX_WORKERS=str(MAX_WORKERS))
         serve = [sys.executable, "-m", "supervisor", "serve", "--listen", "127.0.0.1:0"]
         self._start(IRE, serve, ire_env, r"IRE serving on (\S+)")
-        if self.batched_home is not None:
-            # Its own home: the same models and settings, and dynamic batching on.
-            batched_env = dict(
-                self.base_env, IRE_HOME=str(self.batched_home.home.root), IRE_WORKERS__DYNAMIC_BATCHING="true"
+        if self.unbatched_home is not None:
+            # Its own home: the same models and settings, and dynamic batching off.
+            unbatched_env = dict(
+                self.base_env, IRE_HOME=str(self.unbatched_home.home.root), IRE_WORKERS__DYNAMIC_BATCHING="off"
             )
-            self._start(IRE_BATCHED, serve, batched_env, r"IRE serving on (\S+)")
+            self._start(IRE_UNBATCHED, serve, unbatched_env, r"IRE serving on (\S+)")
         for key, path, model in ((MODEL, home.model_path, MODEL), (LARGE_MODEL, home.large_model_path, LARGE_MODEL)):
             for name, extra in ((FLOOR, []), (FLOOR_PROC, ["--worker-process"])):
                 self._start(f"{name}-{key}",
@@ -132,8 +133,8 @@ class Servers:
         if server == IRE:
             extra = ["--tokens-file", str(self.tokens_file)] if scenario.tenants else []
             return self.started[IRE], dict(self.base_env, **{TOKEN_ENV: self.bench_home.token}), extra
-        if server == IRE_BATCHED and self.batched_home is not None:
-            return self.started[IRE_BATCHED], dict(self.base_env, **{TOKEN_ENV: self.batched_home.token}), []
+        if server == IRE_UNBATCHED and self.unbatched_home is not None:
+            return self.started[IRE_UNBATCHED], dict(self.base_env, **{TOKEN_ENV: self.unbatched_home.token}), []
         return self.started[f"{server}-{scenario.model}"], self.base_env, []
 
 
@@ -214,7 +215,7 @@ def micro(args: argparse.Namespace) -> dict[str, Any]:
 
 def render(medians: dict[str, dict[str, Any]], rounds: int) -> str:
     lines = [
-        f"Median of {rounds} round(s); every IRE security layer on; {IRE_BATCHED}: dynamic batching on.",
+        f"Median of {rounds} round(s); every IRE security layer on; {IRE_UNBATCHED}: dynamic batching off.",
         "",
         "CPU µs/call: CPU time per call of the server with its worker processes (srv) and of the",
         "load generator (lg); the two cores are shared, so req/s follows their sum.",
@@ -231,8 +232,8 @@ def render(medians: dict[str, dict[str, Any]], rounds: int) -> str:
             )
     lines += ["", f"{'scenario':<13} {'ratio':<20} {'req/s':>7} {'p50':>7} {'p99':>7}  req/s by round"]
     for scenario, by_server in medians.items():
-        pairs = [(o, p) for o in (IRE, IRE_BATCHED) for p in (MLSERVER, FLOOR, FLOOR_PROC)]
-        for ours, peer in [*pairs, (IRE_BATCHED, IRE), (FLOOR_PROC, FLOOR)]:
+        pairs = [(o, p) for o in (IRE, IRE_UNBATCHED) for p in (MLSERVER, FLOOR, FLOOR_PROC)]
+        for ours, peer in [*pairs, (IRE, IRE_UNBATCHED), (FLOOR_PROC, FLOOR)]:
             if ours in by_server and peer in by_server:
                 r = _report.ratios(by_server[ours], by_server[peer])
                 name = f"{ours}/{peer}"
@@ -287,7 +288,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tenants", type=int, default=100, help="tenants for the round-robin scenario; 0 skips it")
     p.add_argument("--no-mlserver", action="store_true", help="leave MLServer out (no peer environment needed)")
     p.add_argument("--no-micro", action="store_true", help="skip cold start, audit, policy and tensors")
-    p.add_argument("--no-batching", action="store_true", help="leave out IRE with dynamic batching on")
+    p.add_argument("--no-unbatched", action="store_true", help="leave out IRE with dynamic batching off")
     args = p.parse_args(argv)
     args.duration = args.duration or (2.0 if args.quick else 5.0)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
@@ -306,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = utc_stamp()
     try:
         bench_home = make_bench_home(workdir / "bench", 7200, large=True, tenants=args.tenants)
-        batched = None if args.no_batching else make_bench_home(workdir / "bench-batched", 7200, large=True)
-        servers = Servers(workdir, bench_home, args, batched)
+        unbatched = None if args.no_unbatched else make_bench_home(workdir / "bench-unbatched", 7200, large=True)
+        servers = Servers(workdir, bench_home, args, unbatched)
         try:
             servers.start()
             print("servers: " + ", ".join(f"{n} {s.address}" for n, s in servers.started.items()), flush=True)
@@ -322,19 +323,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     found = targets(medians, extra)
-    found_batched = [] if args.no_batching else targets(medians, extra, ire=IRE_BATCHED)
+    found_unbatched = [] if args.no_unbatched else targets(medians, extra, ire=IRE_UNBATCHED)
     document = {
         "benchmark": "all",
         "timestamp": stamp,
         "argv": sys.argv,
         "settings": {
             k: getattr(args, k)
-            for k in ("quick", "duration", "warmup", "rounds", "concurrency", "tenants", "no_batching")
+            for k in ("quick", "duration", "warmup", "rounds", "concurrency", "tenants", "no_unbatched")
         },
         "environment": describe(REPO),
         "medians": medians,
         "targets": found,
-        "targets_with_batching": found_batched,
+        "targets_without_batching": found_unbatched,
         "micro": {k: v.get("data", v) for k, v in extra.items()},
         "elapsed_s": time.monotonic() - started,
     }
@@ -345,9 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n--- {name} ---\n{result.get('stdout', result.get('error', '')).strip()}")
     print()
     print(render_targets(found))
-    if found_batched:
-        print(f"\nthe same targets for {IRE_BATCHED} (dynamic batching on):")
-        print(render_targets(found_batched))
+    if found_unbatched:
+        print(f"\nthe same targets for {IRE_UNBATCHED} (dynamic batching off):")
+        print(render_targets(found_unbatched))
     bad = [f"  {s} · {v}: {m['errors']} failed call(s) {m['error_codes']}"
            for s, by in medians.items() for v, m in by.items() if m["errors"]]  # fmt: skip
     if bad:

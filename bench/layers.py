@@ -58,8 +58,9 @@ WITHOUT = {
 
 def _servers(model_path: Path, home_root: Path) -> dict[str, tuple[list[str], dict[str, str], str]]:
     base = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "IRE_HOME")}
-    # Dynamic batching off: the shipped default, and what the floor ratio target is about.
-    ire_env = dict(base, IRE_HOME=str(home_root), IRE_WORKERS__DYNAMIC_BATCHING="false")
+    # Dynamic batching off (the shipped "auto" merges the MLP's calls): each call then pays
+    # for each layer itself, and "hop only", which bypasses the batcher, compares like with like.
+    ire_env = dict(base, IRE_HOME=str(home_root), IRE_WORKERS__DYNAMIC_BATCHING="off")
     floor = [sys.executable, "-m", "bench.floor_server", "--model", str(model_path), "--name", MODEL]
     found = {
         "floor": (floor, base, FLOOR_PATTERN),

@@ -36,7 +36,7 @@ from bench.tensors import MALLOC_ENV
 
 def _servers(model_path: Path, home_root: Path) -> Servers:
     base = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "IRE_HOME")}
-    ire_env = dict(base, IRE_HOME=str(home_root), IRE_WORKERS__DYNAMIC_BATCHING="false")
+    ire_env = dict(base, IRE_HOME=str(home_root), IRE_WORKERS__DYNAMIC_BATCHING="off")
     ire = [sys.executable, "-m", "supervisor", "serve", "--listen", "127.0.0.1:0"]
     floor = [sys.executable, "-m", "bench.floor_server", "--model", str(model_path), "--name", WIDE_MODEL]
     return {

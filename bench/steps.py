@@ -101,7 +101,7 @@ def _measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     home = make_bench_home(workdir / "bench", token_ttl_seconds=3600)
     base = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "IRE_HOME")}
     out = workdir / "window.json"
-    server_env = dict(base, IRE_HOME=str(home.home.root), IRE_WORKERS__DYNAMIC_BATCHING="false")
+    server_env = dict(base, IRE_HOME=str(home.home.root))  # as shipped: dynamic batching "auto"
     argv = [sys.executable, "-m", "bench._step_server", "--out", str(out)]
     server = start_server("ire-steps", argv, server_env, r"IRE serving on (\S+)", workdir, START_TIMEOUT_SECONDS, REPO)
     try:
