@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple, NoReturn, Protocol
 
 import numpy as np
 
@@ -248,6 +248,27 @@ def _requested_outputs(request: oip.ModelInferRequest, outputs: Sequence[TensorS
     return wanted
 
 
+class OutputTensor(Protocol):
+    """One output of a worker's reply: a ``worker_pb2.Tensor``, or a cut of one."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def datatype(self) -> str: ...
+    @property
+    def shape(self) -> Sequence[int]: ...
+    @property
+    def data(self) -> bytes: ...
+
+
+class WorkerOutputs(Protocol):
+    """A worker's result: ``worker_pb2.InferResult``, or one call's rows of a merged run
+    (supervisor/workers/batching.py), which are checked the same way."""
+
+    @property
+    def outputs(self) -> Sequence[OutputTensor]: ...
+
+
 def check_worker_outputs(
     result: worker_pb2.InferResult,
     wanted: Sequence[str],
@@ -263,7 +284,7 @@ def check_worker_outputs(
 def checked_response(
     request: oip.ModelInferRequest,
     version: str,
-    result: worker_pb2.InferResult,
+    result: WorkerOutputs,
     wanted: Sequence[str],
     outputs: Sequence[TensorSpec],
     *,
@@ -277,7 +298,7 @@ def checked_response(
 
 
 def _check_outputs(
-    result: worker_pb2.InferResult,
+    result: WorkerOutputs,
     wanted: Sequence[str],
     outputs: Sequence[TensorSpec],
     max_tensor_elements: int,
@@ -314,7 +335,7 @@ def _check_outputs(
     return digest.hexdigest()
 
 
-def _refuse_outputs(tensors: Sequence[worker_pb2.Tensor], wanted: Sequence[str]) -> NoReturn:
+def _refuse_outputs(tensors: Sequence[OutputTensor], wanted: Sequence[str]) -> NoReturn:
     got = [t.name for t in tensors]
     raise WorkerProtocolError(f"worker returned outputs {got}, expected {list(wanted)}")
 

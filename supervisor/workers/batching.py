@@ -30,12 +30,13 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
 from protos import worker_pb2 as pb
 from supervisor.errors import InvalidInputError
+from supervisor.tensors import WorkerOutputs
 from supervisor.workers.pool import QUEUE_SECONDS
 
 log = structlog.get_logger(__name__)
@@ -55,7 +56,7 @@ def stackable(input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Seq
 class _Call:
     request: pb.ToWorker
     rows: int
-    future: asyncio.Future[pb.InferResult]
+    future: asyncio.Future[WorkerOutputs]
     queued_at: float
     queue_seconds: float = -1.0
     shared_with: int = 1  # calls in the run that answered this one
@@ -80,13 +81,13 @@ class Batcher:
 
     async def infer(
         self, tenant: str, key: str, load: Callable[[], bytes], request: pb.ToWorker, rows: int
-    ) -> tuple[pb.InferResult, int]:
+    ) -> tuple[WorkerOutputs, int]:
         """Run ``request`` (an infer message, ``rows`` rows, stackable) alone or with others of its kind.
 
         Returns the call's result and the number of calls in the run that produced it.
         """
         if rows < 1 or rows > self._max_rows or (tenant, key) in self._unstackable:
-            result: pb.InferResult = await self._infer(tenant, key, load, request)
+            result: WorkerOutputs = await self._infer(tenant, key, load, request)
             return result, 1
         infer = request.infer
         inputs = tuple((t.name, t.datatype, tuple(t.shape[1:])) for t in infer.inputs)
@@ -205,19 +206,37 @@ def _merge(requests: list[pb.ToWorker], rows: int) -> pb.ToWorker:
     return merged
 
 
-def _split(result: pb.InferResult, counts: list[int], rows: int) -> list[pb.InferResult] | None:
+class _Rows(NamedTuple):
+    """One call's rows of one output of a merged run; read like a ``worker_pb2.Tensor``."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: bytes
+
+
+class _Part(NamedTuple):
+    """One call's share of a merged run's result; read like a ``worker_pb2.InferResult``.
+
+    Named tuples rather than protobuf messages: building a message per call and reading
+    its bytes back out copies each call's output twice more.
+    """
+
+    outputs: list[_Rows]
+
+
+def _split(result: pb.InferResult, counts: list[int], rows: int) -> list[_Part] | None:
     """``result`` cut into one result per call, or None when an output is not ``rows`` long."""
-    parts: list[list[pb.Tensor]] = [[] for _ in counts]
+    parts: list[_Part] = [_Part([]) for _ in counts]
     for tensor in result.outputs:
-        data = tensor.data
-        if not tensor.shape or tensor.shape[0] != rows or len(data) % rows:
+        data, shape = tensor.data, tensor.shape
+        if not shape or shape[0] != rows or len(data) % rows:
             return None
         row_bytes = len(data) // rows
-        trailing = list(tensor.shape[1:])
+        name, datatype, trailing = tensor.name, tensor.datatype, list(shape[1:])
         offset = 0
         for part, count in zip(parts, counts, strict=True):
             end = offset + count * row_bytes
-            piece = data[offset:end]
-            part.append(pb.Tensor(name=tensor.name, datatype=tensor.datatype, shape=[count, *trailing], data=piece))
+            part.outputs.append(_Rows(name, datatype, [count, *trailing], data[offset:end]))
             offset = end
-    return [pb.InferResult(outputs=p) for p in parts]
+    return parts
