@@ -15,13 +15,11 @@ check of the worker's reply. What a failed call took from the quota is given bac
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 import structlog
 
-from protos import worker_pb2 as pb
 from protos.inference import grpc_predict_v2_pb2 as oip
 from supervisor.audit import AuditRecord
 from supervisor.auth import Principal
@@ -101,14 +99,6 @@ def declared_batch(request: oip.ModelInferRequest) -> int:
     return batch
 
 
-def _stack_rows(inputs: Sequence[pb.Tensor], model: ModelRecord) -> int:
-    """The rows of a call dynamic batching may merge (its common first dimension); 0 if none."""
-    if not stackable([s.shape for s in model.inputs], [s.shape for s in model.outputs]):
-        return 0
-    rows = inputs[0].shape[0] if inputs and inputs[0].shape else 0
-    return rows if all(t.shape and t.shape[0] == rows for t in inputs) else 0
-
-
 class InferenceService:
     def __init__(
         self,
@@ -129,7 +119,9 @@ class InferenceService:
         self._pool = pool
         self._authorizer = authorizer
         self._quotas = quotas
-        self._load_admitted: OrderedDict[tuple[str, str, str], GraphFacts] = OrderedDict()
+        # Per admitted (tenant, model, policy revision): the model's graph facts, and whether
+        # dynamic batching may merge its calls.
+        self._load_admitted: OrderedDict[tuple[str, str, str], tuple[GraphFacts, bool]] = OrderedDict()
         workers = settings.workers
         batching = workers.dynamic_batching
         self._batcher = Batcher(pool.infer, max_rows=workers.max_batch_rows) if batching != "off" else None
@@ -163,13 +155,23 @@ class InferenceService:
         """The model's bytes, checked against its signature, as a worker receives them."""
         return load_model_bytes(model, self._store, self._registry, self._settings)
 
-    async def _admit_load(self, caller: Caller, model: ModelRecord, record: AuditRecord) -> GraphFacts:
-        """Ask ``ire.admission`` whether this model may be loaded, once per policy revision."""
+    async def _admit_load(self, caller: Caller, model: ModelRecord, record: AuditRecord) -> bool:
+        """Ask ``ire.admission`` whether this model may be loaded, once per policy revision.
+
+        Returns whether dynamic batching may merge the model's calls: its inputs and outputs
+        all have a dynamic first dimension, and its rows are proven independent (or
+        ``workers.dynamic_batching`` is "on").
+        """
         key = (caller.tenant.name, model.sha256, self._authorizer.engine.revision)
-        if (facts := self._load_admitted.get(key)) is not None:
+        if (admitted := self._load_admitted.get(key)) is not None:
             self._load_admitted.move_to_end(key)
-            return facts
+            return admitted[1]
         facts = read_graph_facts(self._load_bytes(model), max_bytes=self._settings.limits.max_model_bytes)
+        batchable = (
+            self._batcher is not None
+            and (facts.rows_independent or self._batch_unproven)
+            and stackable([s.shape for s in model.inputs], [s.shape for s in model.outputs])
+        )
         if self._batcher is not None and not self._batch_unproven:
             log.info(
                 "dynamic batching " + ("on" if facts.rows_independent else "off") + " for this model",
@@ -184,10 +186,10 @@ class InferenceService:
             record.detail["admission"] = record.detail.get("policy")
             if decision is not None:
                 record.detail["policy"] = decision
-        self._load_admitted[key] = facts
+        self._load_admitted[key] = (facts, batchable)
         if len(self._load_admitted) > MAX_ADMITTED_LOADS:
             self._load_admitted.popitem(last=False)
-        return facts
+        return batchable
 
     async def infer(
         self, caller: Caller, request: oip.ModelInferRequest, record: AuditRecord
@@ -214,15 +216,11 @@ class InferenceService:
             record.detail["quota"] = ticket.usage.as_policy_input()
         success = False
         try:
-            graph = await self._admit_load(caller, model, record)
+            batchable = await self._admit_load(caller, model, record)
             message = decoded.message
             message.infer.model_key = model.sha256
             load = lambda: self._load_bytes(model)  # noqa: E731 - called only when the worker lacks the model
-            if (
-                self._batcher is not None
-                and (graph.rows_independent or self._batch_unproven)
-                and (rows := _stack_rows(decoded.inputs, model))
-            ):
+            if batchable and self._batcher is not None and (rows := decoded.rows):
                 put_aside_back(message, decoded.aside)  # merged runs concatenate the bytes
                 result, shared = await self._batcher.infer(caller.principal.tenant, model.sha256, load, message, rows)
                 if shared > 1:

@@ -52,6 +52,9 @@ class DecodedRequest(NamedTuple):
     # connection writes straight into its input region (supervisor/workers/region.py)
     # rather than into the message and out again; their tensors have shapes but no data.
     aside: tuple[tuple[int, bytes], ...] = ()
+    # The first dimension every input shares (the rows dynamic batching may stack), 0 if
+    # they do not share one.
+    rows: int = 0
 
     @property
     def inputs(self) -> Sequence[worker_pb2.Tensor]:
@@ -172,7 +175,7 @@ def decode_request(
     seen: set[str] = set()
     aside: list[tuple[int, bytes]] = []
     digest = hashlib.sha256()
-    batch = 0
+    batch = rows = 0
     for index, tensor in enumerate(tensors):
         name = tensor.name
         entry = plan.get(name)
@@ -209,11 +212,13 @@ def decode_request(
         else:
             decoded.add(name=name, datatype=datatype, shape=shape, data=data)
         _digest_one(digest, name, datatype, shape, data)
-        if shape and index == 0:
-            batch = shape[0]
+        if index == 0:
+            batch = rows = shape[0] if shape else 0
+        elif not shape or shape[0] != rows:
+            rows = 0
     wanted = _requested_outputs(request, outputs)
     infer.outputs.extend(wanted)
-    return DecodedRequest(message, wanted, batch, digest.hexdigest(), tuple(aside))
+    return DecodedRequest(message, wanted, batch, digest.hexdigest(), tuple(aside), rows)
 
 
 def put_aside_back(message: worker_pb2.ToWorker, aside: Sequence[tuple[int, bytes]]) -> None:

@@ -152,6 +152,18 @@ def test_decoded_request_is_the_worker_message_built_in_place() -> None:
     assert decoded.inputs == message.infer.inputs
 
 
+@pytest.mark.parametrize(("second_rows", "rows"), [(2, 2), (3, 0)])
+def test_only_inputs_that_share_their_first_dimension_offer_rows_to_stack(second_rows: int, rows: int) -> None:
+    # Dynamic batching stacks calls by these rows: inputs of different lengths must not be cut as one.
+    request = oip.ModelInferRequest(model_name="m")
+    for name, n in (("a", 2), ("b", second_rows)):
+        request.inputs.add(name=name, datatype="FP32", shape=[n, 1])
+        request.raw_input_contents.append(np.zeros((n, 1), np.float32).tobytes())
+    specs = [TensorSpec("a", "FP32", (-1, 1)), TensorSpec("b", "FP32", (-1, 1))]
+    decoded = decode_request(request, specs, OUT, **LIMITS)
+    assert (decoded.batch, decoded.rows) == (2, rows)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     datatype=st.sampled_from(sorted(OIP_TO_NUMPY)),
