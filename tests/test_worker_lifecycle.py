@@ -7,6 +7,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -98,16 +99,22 @@ def test_worker_killed_mid_request_gives_unavailable_then_recovers(fresh_server:
     assert (records[recovered_id]["outcome"], records[recovered_id]["status"]) == ("allowed", "OK")
 
 
+def _stopped_worker(server: Server) -> tuple[Any, tuple[tuple[str, str], ...], psutil.Process]:
+    """A stub, its metadata and the tenant's worker, started by one call and then stopped."""
+    stub = server.stub()
+    md = server.metadata()
+    stub.ModelInfer(_request(), metadata=md, timeout=30)
+    (worker,) = _workers(server)
+    os.kill(worker.pid, signal.SIGSTOP)
+    return stub, md, worker
+
+
 def test_all_calls_in_flight_fail_when_worker_dies(tmp_path: Path) -> None:
     # Batching off: all four calls are then at the worker when it dies. (With batching, the
     # calls that wait for the run ahead of them go to the next worker: the test below.)
     server = start_server(make_home(tmp_path / "home"), {"IRE_WORKERS__DYNAMIC_BATCHING": "off"})
     try:
-        stub = server.stub()
-        md = server.metadata()
-        stub.ModelInfer(_request(), metadata=md, timeout=30)
-        (worker,) = _workers(server)
-        os.kill(worker.pid, signal.SIGSTOP)
+        stub, md, worker = _stopped_worker(server)
         with ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(stub.ModelInfer, _request(), metadata=md, timeout=30) for _ in range(4)]
             time.sleep(0.5)
@@ -126,11 +133,7 @@ def test_batched_calls_waiting_behind_a_dead_workers_run_are_answered_by_the_nex
     fresh_server: Server,
 ) -> None:
     server = fresh_server  # dynamic batching "auto": the MLP's calls merge
-    stub = server.stub()
-    md = server.metadata()
-    stub.ModelInfer(_request(), metadata=md, timeout=30)
-    (worker,) = _workers(server)
-    os.kill(worker.pid, signal.SIGSTOP)
+    stub, md, worker = _stopped_worker(server)
     with ThreadPoolExecutor(4) as pool:
         first = pool.submit(stub.ModelInfer, _request(), metadata=md, timeout=30)
         time.sleep(0.3)  # its run is at the stopped worker; the next calls wait behind it
