@@ -136,7 +136,7 @@ def test_batched_calls_waiting_behind_a_dead_workers_run_are_answered_by_the_nex
     stub, md, worker = _stopped_worker(server)
     with ThreadPoolExecutor(4) as pool:
         first = pool.submit(stub.ModelInfer, _request(), metadata=md, timeout=30)
-        time.sleep(0.3)  # its run is at the stopped worker; the next calls wait behind it
+        time.sleep(1.0)  # its run is at the stopped worker; the next calls wait behind it
         waiting = [pool.submit(stub.ModelInfer, _request(), metadata=md, timeout=30) for _ in range(3)]
         time.sleep(0.5)
         os.kill(worker.pid, signal.SIGKILL)
