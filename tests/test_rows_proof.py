@@ -193,6 +193,17 @@ REFUSED: dict[str, tuple[bytes, str, bool]] = {
         True,
     ),
     "squeeze_every_axis": (_one_input("Squeeze", out=["m"]), "without axes", False),
+    # [n, 4] flattened at axis -2 (that is, 0) is one row of all the batch's values.
+    "flatten_the_whole_batch": (_one_input("Flatten", {"axis": -2}, out=[1, "m"]), "not at the batch's rows", True),
+    "flatten_rows_into_more_rows": (
+        _model(
+            [helper.make_node("Flatten", ["x"], ["y"], axis=2)],
+            [("x", F, ["n", 2, 3])],
+            [("y", F, ["m", 3])],
+        ),
+        "not at the batch's rows",
+        False,
+    ),
 }
 
 
@@ -212,8 +223,10 @@ def _merged_equals_alone(model: bytes, n: int = 6) -> bool:
     feeds = _rows(session, n)
     merged = session.run(None, feeds)
     alone = [session.run(None, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(n)]
+    together = [np.concatenate([a[j] for a in alone]) for j in range(len(merged))]
     return all(
-        np.allclose(out, np.concatenate([a[j] for a in alone]), rtol=1e-5, atol=1e-5) for j, out in enumerate(merged)
+        out.shape == rows.shape and np.allclose(out, rows, rtol=1e-5, atol=1e-5)
+        for out, rows in zip(merged, together, strict=True)
     )
 
 

@@ -258,8 +258,11 @@ def _layer_norm(n: _Op) -> list[_Value]:
 def _flatten(n: _Op) -> list[_Value]:
     attrs, ins, where = n.attrs, n.ins, n.where
     x = _only_first_batched(ins, where)
-    if _axis(_int(attrs, "axis", 1), x.rank + 1, where) in (0, x.rank + 1):
-        raise _NotProvenError(f"{where}: Flatten at axis 0")
+    # The output is [prod(d[:axis]), prod(d[axis:])]: its rows are the batch's only at axis
+    # 1 (axis may be -rank..rank, a negative one counted from the end).
+    axis = _int(attrs, "axis", 1)
+    if (axis + x.rank if axis < 0 else axis) != 1:
+        raise _NotProvenError(f"{where}: Flatten at axis {axis} of rank {x.rank}, not at the batch's rows")
     return [_Batched(2)]
 
 
