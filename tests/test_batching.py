@@ -16,12 +16,11 @@ import grpc
 import numpy as np
 import onnxruntime as ort
 
-from protos import onnx_subset_pb2 as mpb
 from protos import worker_pb2 as pb
 from protos.inference import grpc_predict_v2_pb2 as oip
 from protos.inference import grpc_predict_v2_pb2_grpc as oip_grpc
 from supervisor.errors import InvalidInputError, WorkerCrashedError
-from supervisor.modelgraph.build import build_mlp
+from supervisor.modelgraph.build import build_batch_centred, build_mlp
 from supervisor.signing.onboard import local_signer, sign_and_register
 from supervisor.workers.batching import Batcher, stackable
 from tests.conftest import Server, ire, make_home, start_server, stop_server, write_model
@@ -241,32 +240,13 @@ def _merged(srv: Server, model: str) -> list[int]:
     return [r["detail"].get("dynamic_batch", 1) for r in records if r.get("model") == model]  # type: ignore[union-attr]
 
 
-def _centre_over_batch() -> bytes:
-    """``y = x - mean(x over the batch)``: a call of one row alone always gets zeros."""
-    graph = mpb.GraphProto(name="centre")
-    graph.initializer.append(
-        mpb.TensorProto(name="axes", dims=[1], data_type=mpb.TensorProto.INT64, raw_data=np.array([0], "<i8").tobytes())
-    )
-    graph.node.extend(
-        [
-            mpb.NodeProto(op_type="ReduceMean", input=["x", "axes"], output=["m"]),
-            mpb.NodeProto(op_type="Sub", input=["x", "m"], output=["y"]),
-        ]
-    )
-    for value, where in (("x", graph.input), ("y", graph.output)):
-        dims = [mpb.TensorShapeProto.Dimension(dim_param="n"), mpb.TensorShapeProto.Dimension(dim_value=WIDTH)]
-        tensor = mpb.TypeProto.Tensor(elem_type=mpb.TensorProto.FLOAT, shape=mpb.TensorShapeProto(dim=dims))
-        where.append(mpb.ValueInfoProto(name=value, type=mpb.TypeProto(tensor_type=tensor)))
-    model = mpb.ModelProto(ir_version=8, graph=graph)
-    model.opset_import.append(mpb.OperatorSetIdProto(domain="", version=18))
-    return model.SerializeToString()
-
-
 def test_by_default_a_model_whose_rows_mix_is_never_merged_and_one_proven_independent_is(tmp_path: Path) -> None:
     home = make_home(tmp_path / "home")
     registry = home.registry()
     key = local_signer(registry, tmp_path / "signing")
-    sign_and_register(home, registry, "acme", "centre", write_model(tmp_path / "m-centre", _centre_over_batch()), key)
+    sign_and_register(
+        home, registry, "acme", "centre", write_model(tmp_path / "m-centre", build_batch_centred(WIDTH)), key
+    )
     registry.close()
     rng = np.random.default_rng(5)
     rows = [rng.standard_normal((1, WIDTH)).astype(np.float32) + 10 for _ in range(64)]

@@ -30,6 +30,7 @@ from supervisor.modelgraph import (
     read_graph_facts,
 )
 from supervisor.modelgraph.build import (
+    build_batch_centred,
     build_custom_domain_model,
     build_identity,
     build_int64_model,
@@ -81,6 +82,7 @@ RUNNABLE_BUILDERS: dict[str, Callable[[], bytes]] = {
     "identity_scalar": lambda: build_identity("INT32", ()),
     "identity_two_dynamic": lambda: build_identity("UINT8", (-1, 2, -1)),
     "large_mlp": build_large_mlp,
+    "batch_centred": build_batch_centred,
 }
 
 

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from protos import onnx_subset_pb2 as pb
 from supervisor.modelgraph import read_graph_facts
-from supervisor.modelgraph.build import build_int64_model, build_mlp
+from supervisor.modelgraph.build import build_batch_centred, build_int64_model, build_mlp
 from supervisor.modelgraph.rows import prove_rows_independent
 
 F = TensorProto.FLOAT
@@ -142,23 +142,9 @@ def _one_input(
     return _model([node], [("x", F, ["n", 4])], [("y", F, out or ["n", 4])], extra)
 
 
-def _centre_over_batch() -> bytes:
-    """``x - mean(x over the batch)``: what each caller gets depends on the other rows."""
-    return _model(
-        [
-            helper.make_node("ReduceMean", ["x", "axes"], ["m"], keepdims=1),
-            helper.make_node("Sub", ["x", "m"], ["y"]),
-        ],
-        [("x", F, ["n", 4])],
-        [("y", F, ["n", 4])],
-        {"axes": np.array([0], dtype=np.int64)},
-        opset=18,
-    )
-
-
 # name -> (model, words of the reason, whether merged rows truly differ from rows alone)
 REFUSED: dict[str, tuple[bytes, str, bool]] = {
-    "centre_over_batch": (_centre_over_batch(), "over the batch axis", True),
+    "centre_over_batch": (build_batch_centred(), "over the batch axis", True),
     "softmax_over_batch": (_one_input("Softmax", {"axis": 0}), "over the batch axis", True),
     "reshape_rows_together": (
         _one_input("Reshape", extra={"shape": np.array([-1], dtype=np.int64)}, out=["m"]),

@@ -17,6 +17,7 @@ from protos import onnx_subset_pb2 as pb
 from supervisor.modelgraph.dtypes import OIP_TO_NUMPY, OIP_TO_ONNX
 
 __all__ = [
+    "build_batch_centred",
     "build_custom_domain_model",
     "build_identity",
     "build_int64_model",
@@ -104,6 +105,18 @@ def build_identity(datatype: str, shape: Sequence[int] = (-1, 3)) -> bytes:
     graph = pb.GraphProto(name="identity", node=[_node("Identity", ["x"], ["y"])])
     graph.input.append(_value("x", datatype, shape))
     graph.output.append(_value("y", datatype, shape))
+    return _model(graph)
+
+
+def build_batch_centred(width: int = 4) -> bytes:
+    """``y = x - mean(x over the batch)``, FP32 ``[batch, width]``: a model whose rows are
+    not independent (a call of one row alone always gets zeros), for dynamic batching tests."""
+    graph = pb.GraphProto(name="batch_centred")
+    mean = _node("ReduceMean", ["x"], ["mean"], keepdims=1)
+    mean.attribute.append(pb.AttributeProto(name="axes", type=pb.AttributeProto.INTS, ints=[0]))
+    graph.node.extend([mean, _node("Sub", ["x", "mean"], ["y"])])
+    graph.input.append(_value("x", "FP32", (-1, width)))
+    graph.output.append(_value("y", "FP32", (-1, width)))
     return _model(graph)
 
 
