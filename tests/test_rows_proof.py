@@ -121,7 +121,58 @@ def _reshape_transpose() -> bytes:
     )
 
 
+def _i64(*values: int) -> np.ndarray:
+    return np.array(values, dtype=np.int64)
+
+
+def _pytorch_view() -> bytes:
+    """``x.view(x.size(0), -1) @ w`` as PyTorch exports it: the batch size read from the shape."""
+    return _model(
+        [
+            helper.make_node("Shape", ["x"], ["s"]),
+            helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+            helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
+            helper.make_node("Cast", ["n1"], ["n64"], to=TensorProto.INT64),
+            helper.make_node("Concat", ["n64", "minus_one"], ["shape"], axis=0),
+            helper.make_node("Reshape", ["x", "shape"], ["f"]),
+            helper.make_node("MatMul", ["f", "w"], ["y"]),
+        ],
+        [("x", F, ["n", 2, 6])],
+        [("y", F, ["n", 4])],
+        {"zero": np.array(0, dtype=np.int64), "axes0": _i64(0), "minus_one": _i64(-1), "w": _w(12, 4)},
+        opset=13,
+    )
+
+
+def _view_keeping_a_dimension() -> bytes:
+    """``x.view(x.size(0), x.size(1), -1)``, with opset 15's Shape(start, end) and a Slice of a shape."""
+    return _model(
+        [
+            helper.make_node("Shape", ["x"], ["first"], end=1),
+            helper.make_node("Shape", ["x"], ["s"]),
+            helper.make_node("Slice", ["s", "one", "two"], ["second"]),
+            helper.make_node("Concat", ["first", "second", "minus_one"], ["shape"], axis=0),
+            helper.make_node("Reshape", ["x", "shape"], ["r"]),
+            helper.make_node("Slice", ["r", "one", "three", "axes2"], ["part"]),
+            helper.make_node("Pad", ["part", "pads"], ["y"]),
+        ],
+        [("x", F, ["n", 3, 2, 4])],
+        [("y", F, ["n", 3, 5])],
+        {
+            "one": _i64(1),
+            "two": _i64(2),
+            "three": _i64(3),
+            "axes2": _i64(2),
+            "minus_one": _i64(-1),
+            "pads": _i64(0, 1, 2, 0, 0, 1),  # nothing before or after the batch axis
+        },
+        opset=15,
+    )
+
+
 PROVEN: dict[str, bytes] = {
+    "pytorch_view": _pytorch_view(),
+    "view_keeping_a_dimension": _view_keeping_a_dimension(),
     "mlp": build_mlp(),
     "matmul_softmax": _matmul_softmax(),
     "cnn": _cnn(),
@@ -157,7 +208,48 @@ REFUSED: dict[str, tuple[bytes, str, bool]] = {
         "transposed",
         False,
     ),
-    "reads_batch_size": (_one_input("Shape", out=[2]), "not one the proof knows", False),
+    "outputs_its_shape": (_one_input("Shape", out=[2]), "does not carry the batch", False),
+    # y = x * x.size(0): each row's answer changes with the number of rows merged.
+    "reads_batch_size": (
+        _model(
+            [
+                helper.make_node("Shape", ["x"], ["s"]),
+                helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+                helper.make_node("Cast", ["n"], ["nf"], to=F),
+                helper.make_node("Mul", ["x", "nf"], ["y"]),
+            ],
+            [("x", F, ["n", 4])],
+            [("y", F, ["n", 4])],
+            {"zero": np.array(0, dtype=np.int64)},
+        ),
+        "uses the batch size",
+        True,
+    ),
+    "reshape_with_the_batch_size_last": (
+        _model(
+            [
+                helper.make_node("Shape", ["x"], ["s"]),
+                helper.make_node("Slice", ["s", "zero", "one"], ["n"]),
+                helper.make_node("Concat", ["minus_one", "n"], ["shape"], axis=0),
+                helper.make_node("Reshape", ["x", "shape"], ["y"]),
+            ],
+            [("x", F, ["n", 4])],
+            [("y", F, [4, "n"])],
+            {"zero": _i64(0), "one": _i64(1), "minus_one": _i64(-1)},
+        ),
+        "does not start with the batch size alone",
+        True,
+    ),
+    "slice_of_the_batch": (
+        _one_input("Slice", extra={"starts": _i64(1), "ends": _i64(100), "axes": _i64(0)}, out=["m", 4]),
+        "Slice along the batch axis",
+        True,
+    ),
+    "pad_of_the_batch": (
+        _one_input("Pad", extra={"pads": _i64(1, 0, 0, 0)}, out=["m", 4]),
+        "Pad along the batch axis",
+        True,
+    ),
     "constant_as_deep_as_the_batch": (_one_input("Add", extra={"c": _w(3, 4)}), "meets the batch axis", False),
     "custom_domain": (
         _model(
@@ -261,3 +353,12 @@ def test_an_output_computed_from_constants_alone_is_not_proven() -> None:
     )
     proof = prove_rows_independent(_parsed(model))
     assert not proof.independent and "'z'" in proof.reason
+
+
+@pytest.mark.parametrize("op", ["Slice", "Reshape", "Pad", "MatMul", "Gather"])
+def test_a_node_missing_an_input_it_needs_is_not_proven_rather_than_crashing(op: str) -> None:
+    # Model bytes come from the tenant's side of the registry: a malformed node must be
+    # "not proven", never an exception out of the proof.
+    model = _model([helper.make_node(op, ["x"], ["y"])], [("x", F, ["n", 4])], [("y", F, ["n", 4])], opset=13)
+    proof = prove_rows_independent(_parsed(model))
+    assert not proof.independent and "malformed node" in proof.reason

@@ -10,8 +10,17 @@ The proof is conservative. It follows which tensors carry the batch on their fir
 from the graph inputs through the nodes, in order, and accepts only the default-domain
 operators listed below, each used in a way that keeps rows apart (a ``Softmax`` over any
 axis but the first, a ``MatMul`` by a constant, a ``Reshape`` that keeps the first
-dimension, ...). Anything else, a custom domain, a subgraph, an operator not listed, a
-shape it cannot know, is "not proven", and the model runs call by call. No library
+dimension, a ``Slice`` or ``Pad`` that leaves the first axis alone, ...). Anything
+else, a custom domain, a subgraph, an operator not listed, a shape it cannot know, is
+"not proven", and the model runs call by call.
+
+The batch size itself may flow only into a ``Reshape``'s new shape, as its first
+dimension: PyTorch exports ``x.view(x.size(0), -1)`` as ``Shape`` -> ``Gather`` ->
+``Unsqueeze`` -> ``Concat`` -> ``Reshape``. Such shape vectors are followed element by
+element through ``Shape``, ``Gather``, ``Slice``, ``Unsqueeze``, ``Squeeze``, ``Concat``,
+``Cast`` and ``Identity``; any other use of a value computed from the batch size (``x *
+x.size(0)``, ``Expand`` to it) is not proven, since it would change with the number of
+rows merged. No library
 answers this question: ONNX's shape inference gives shapes, not which axis mixes rows.
 """
 
@@ -81,7 +90,21 @@ class _Static:
     values: tuple[int, ...] | None = None  # an integer constant's values, when small
 
 
-_Value = _Batched | _Static
+# The elements of a shape vector that are not integer constants.
+_N = "the batch size"
+_DIM = "a dimension of a batched tensor after the first"  # the same whatever the batch size
+
+
+@dataclass(frozen=True)
+class _Dims:
+    """A small integer vector (a scalar when ``scalar``) computed from a batched tensor's
+    shape: each element an integer constant, ``_N`` or ``_DIM``."""
+
+    elems: tuple[int | str, ...]
+    scalar: bool = False
+
+
+_Value = _Batched | _Static | _Dims
 
 
 class _Op(NamedTuple):
@@ -129,7 +152,10 @@ def _prove(model: pb.ModelProto) -> None:
             ins = [values[name] for name in node.input]
         except KeyError as exc:
             raise _NotProvenError(f"{where}: input {exc.args[0]!r} is not defined before it") from None
-        outs = _node(node, ins, opset, where)
+        try:
+            outs = _node(node, ins, opset, where)
+        except (IndexError, ValueError) as exc:  # a node missing an input it needs, say
+            raise _NotProvenError(f"{where}: malformed node ({type(exc).__name__}: {exc})") from None
         if len(outs) < len(node.output):
             raise _NotProvenError(f"{where}: more outputs than the proof knows")
         for name, out in zip(node.output, outs, strict=False):
@@ -152,6 +178,13 @@ def _node(node: pb.NodeProto, ins: list[_Value], opset: int, where: str) -> list
             return [_Static((len(ints),), ints)]
         return [_Static(None)]
     batched = [v for v in ins if isinstance(v, _Batched)]
+    if op == "Shape" and batched:
+        return [_shape_of(_Op(node, attrs, ins, opset, where))]
+    if any(isinstance(v, _Dims) for v in ins):
+        if not batched and op in _DIMS_RULES:
+            return [_DIMS_RULES[op](_Op(node, attrs, ins, opset, where))]
+        if not (batched and op == "Reshape" and len(ins) == 2 and isinstance(ins[1], _Dims)):
+            ins = [_as_static(v, op, where) for v in ins]
     if not batched:
         if op in ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"):
             raise _NotProvenError(f"{where}: random values")
@@ -325,6 +358,13 @@ def _reshape(n: _Op) -> list[_Value]:
     attrs, ins, where = n.attrs, n.ins, n.where
     _only_first_batched(ins, where)
     shape = ins[1]
+    if isinstance(shape, _Dims):
+        # [N, ...]: the first dimension is the batch size and the rest does not depend on
+        # it, so each row is reshaped within itself.
+        rest = shape.elems[1:]
+        if shape.scalar or not shape.elems or shape.elems[0] != _N or _N in rest:
+            raise _NotProvenError(f"{where}: Reshape whose shape does not start with the batch size alone")
+        return [_Batched(len(shape.elems))]
     # 0 copies the input's dimension: a first dimension of 0 keeps each row a row, and
     # the rest of the new shape applies within the row.
     if _int(attrs, "allowzero", 0) or not isinstance(shape, _Static) or not shape.values or shape.values[0] != 0:
@@ -367,6 +407,34 @@ def _gather(n: _Op) -> list[_Value]:
     raise _NotProvenError(f"{where}: Gather that moves or indexes the batch axis")
 
 
+def _slice(n: _Op) -> list[_Value]:
+    node, attrs, ins, opset, where = n.node, n.attrs, n.ins, n.opset, n.where
+    x = _only_first_batched(ins, where)
+    if opset < 10:
+        starts = list(attrs["starts"].ints) if "starts" in attrs else []
+        axes = list(attrs["axes"].ints) if "axes" in attrs else list(range(len(starts)))
+    else:
+        starts = list(_constant_ints(ins[1], where))
+        given = len(node.input) > 3 and node.input[3]
+        axes = list(_constant_ints(ins[3], where)) if given else list(range(len(starts)))
+    if 0 in {_axis(a, x.rank, where) for a in axes}:
+        raise _NotProvenError(f"{where}: Slice along the batch axis")
+    return [_Batched(x.rank)]
+
+
+def _pad(n: _Op) -> list[_Value]:
+    node, attrs, ins, opset, where = n.node, n.attrs, n.ins, n.opset, n.where
+    x = _only_first_batched(ins, where)
+    pads = list(attrs["pads"].ints) if opset < 11 else list(_constant_ints(ins[1], where))
+    given = opset >= 18 and len(node.input) > 3 and node.input[3]
+    axes = [_axis(a, x.rank, where) for a in _constant_ints(ins[3], where)] if given else list(range(x.rank))
+    if len(pads) != 2 * len(axes):
+        raise _NotProvenError(f"{where}: Pad with {len(pads)} pads for {len(axes)} axes")
+    if any(axis == 0 and (pads[i] or pads[i + len(axes)]) for i, axis in enumerate(axes)):
+        raise _NotProvenError(f"{where}: Pad along the batch axis")
+    return [_Batched(x.rank)]
+
+
 _RULES: dict[str, Callable[[_Op], list[_Value]]] = {
     **dict.fromkeys(_ELEMENTWISE, _elementwise),
     **dict.fromkeys(_BROADCAST, _broadcast),
@@ -382,12 +450,116 @@ _RULES: dict[str, Callable[[_Op], list[_Value]]] = {
     "LayerNormalization": _layer_norm,
     "LogSoftmax": _softmax,
     "MatMul": _matmul,
+    "Pad": _pad,
     "Reshape": _reshape,
+    "Slice": _slice,
     "Softmax": _softmax,
     "Split": _split,
     "Squeeze": _squeeze,
     "Transpose": _transpose,
     "Unsqueeze": _squeeze,
+}
+
+
+def _as_static(value: _Value, op: str, where: str) -> _Value:
+    """A shape vector used as an ordinary tensor: allowed only if the batch size is not in it."""
+    if not isinstance(value, _Dims):
+        return value
+    if _N in value.elems:
+        raise _NotProvenError(f"{where}: {op} uses the batch size")
+    shape = () if value.scalar else (len(value.elems),)
+    ints = tuple(e for e in value.elems if isinstance(e, int))
+    return _Static(shape, ints if len(ints) == len(value.elems) else None)
+
+
+def _shape_of(n: _Op) -> _Dims:
+    attrs, ins, where = n.attrs, n.ins, n.where
+    x = _only_first_batched(ins, where)
+    elems: tuple[int | str, ...] = (_N, *[_DIM] * (x.rank - 1))
+    start, end = _int(attrs, "start", 0), _int(attrs, "end", x.rank)  # opset 15; slicing clamps them
+    return _Dims(elems[slice(start, end)])
+
+
+def _dims_vector(value: _Value, where: str) -> tuple[int | str, ...]:
+    """The elements of a 1-D shape vector or small integer constant."""
+    if isinstance(value, _Dims) and not value.scalar:
+        return value.elems
+    if isinstance(value, _Static) and value.values is not None and value.shape is not None and len(value.shape) == 1:
+        return value.values
+    raise _NotProvenError(f"{where}: a shape computation on a value the proof cannot read")
+
+
+def _constant_ints(value: _Value, where: str) -> tuple[int, ...]:
+    if isinstance(value, _Static) and value.values is not None:
+        return value.values
+    raise _NotProvenError(f"{where}: indices that are not a constant")
+
+
+def _dims_gather(n: _Op) -> _Dims:
+    attrs, ins, where = n.attrs, n.ins, n.where
+    data = _dims_vector(ins[0], where)
+    indices = ins[1]
+    if _int(attrs, "axis", 0) not in (0, -1) or not isinstance(indices, _Static) or indices.shape is None:
+        raise _NotProvenError(f"{where}: Gather from a shape with indices the proof cannot read")
+    picked = []
+    for i in _constant_ints(indices, where):
+        if not -len(data) <= i < len(data):
+            raise _NotProvenError(f"{where}: index {i} outside a shape of {len(data)}")
+        picked.append(data[i])
+    if len(indices.shape) > 1:
+        raise _NotProvenError(f"{where}: Gather from a shape with indices of rank {len(indices.shape)}")
+    return _Dims(tuple(picked), scalar=not indices.shape)
+
+
+def _dims_slice(n: _Op) -> _Dims:
+    ins, where = n.ins, n.where
+    data = _dims_vector(ins[0], where)
+    if n.opset < 10:
+        raise _NotProvenError(f"{where}: Slice with attributes")
+    starts, ends = (_constant_ints(v, where) for v in ins[1:3])
+    axes = _constant_ints(ins[3], where) if len(ins) > 3 and n.node.input[3] else (0,)
+    steps = _constant_ints(ins[4], where) if len(ins) > 4 and n.node.input[4] else (1,)
+    if len(starts) != 1 or len(ends) != 1 or axes not in ((0,), (-1,)) or steps != (1,):
+        raise _NotProvenError(f"{where}: Slice of a shape other than one range with step 1")
+    return _Dims(data[slice(starts[0], ends[0])])
+
+
+def _dims_unsqueeze(n: _Op) -> _Dims:
+    value, where = n.ins[0], n.where
+    axes = _axes(n)
+    if not isinstance(value, _Dims) or axes is None:
+        raise _NotProvenError(f"{where}: {n.node.op_type} of a shape without axes")
+    if n.node.op_type == "Unsqueeze" and value.scalar and axes in ([0], [-1]):
+        return _Dims(value.elems)
+    if n.node.op_type == "Squeeze" and not value.scalar and len(value.elems) == 1 and axes in ([0], [-1]):
+        return _Dims(value.elems, scalar=True)
+    raise _NotProvenError(f"{where}: {n.node.op_type} of a shape on axes {axes}")
+
+
+def _dims_concat(n: _Op) -> _Dims:
+    if _int(n.attrs, "axis", 0) not in (0, -1):
+        raise _NotProvenError(f"{n.where}: Concat of shapes along axis {_int(n.attrs, 'axis', 0)}")
+    return _Dims(tuple(e for v in n.ins for e in _dims_vector(v, n.where)))
+
+
+def _dims_same(n: _Op) -> _Value:
+    value = n.ins[0]
+    if not isinstance(value, _Dims) or len(n.node.output) != 1:
+        raise _NotProvenError(f"{n.where}: {n.node.op_type} of a shape")
+    if n.node.op_type == "Cast" and _int(n.attrs, "to", 0) not in (pb.TensorProto.INT64, pb.TensorProto.INT32):
+        return _as_static(value, "Cast to a non-integer type", n.where)  # no longer a shape: data
+    return value
+
+
+# Operators that compute a shape vector from another, element by element.
+_DIMS_RULES: dict[str, Callable[[_Op], _Value]] = {
+    "Cast": _dims_same,
+    "Concat": _dims_concat,
+    "Gather": _dims_gather,
+    "Identity": _dims_same,
+    "Slice": _dims_slice,
+    "Squeeze": _dims_unsqueeze,
+    "Unsqueeze": _dims_unsqueeze,
 }
 
 # Integer constants up to this many values are read (shapes and axes are a few).
