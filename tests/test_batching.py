@@ -20,7 +20,7 @@ from protos import worker_pb2 as pb
 from protos.inference import grpc_predict_v2_pb2 as oip
 from protos.inference import grpc_predict_v2_pb2_grpc as oip_grpc
 from supervisor.errors import InvalidInputError, WorkerCrashedError
-from supervisor.modelgraph.build import build_batch_centred, build_mlp
+from supervisor.modelgraph.build import build_batch_centred, build_mlp, build_view_flatten
 from supervisor.signing.onboard import local_signer, sign_and_register
 from supervisor.workers.batching import Batcher, stackable
 from tests.conftest import Server, ire, make_home, start_server, stop_server, write_model
@@ -247,19 +247,28 @@ def test_by_default_a_model_whose_rows_mix_is_never_merged_and_one_proven_indepe
     sign_and_register(
         home, registry, "acme", "centre", write_model(tmp_path / "m-centre", build_batch_centred(WIDTH)), key
     )
+    # PyTorch's x.view(x.size(0), -1): the batch size read from the shape, proven all the same.
+    view = build_view_flatten()
+    sign_and_register(home, registry, "acme", "view", write_model(tmp_path / "m-view", view), key)
     registry.close()
     rng = np.random.default_rng(5)
     rows = [rng.standard_normal((1, WIDTH)).astype(np.float32) + 10 for _ in range(64)]
     mlp_inputs = [rng.standard_normal((1, 64)).astype(np.float32) for _ in range(64)]
+    view_inputs = [rng.standard_normal((1, 2, 6)).astype(np.float32) for _ in range(64)]
     srv = start_server(home)  # workers.dynamic_batching = "auto", the default
     try:
         centred = _call_all(srv, "centre", "x", rows)
         _call_all(srv, "mlp", "input", mlp_inputs)
+        viewed = _call_all(srv, "view", "x", view_inputs)
     finally:
         stop_server(srv)
     assert all(not y.any() for y in centred)  # each call answered as if alone
     assert max(_merged(srv, "centre")) == 1
     assert max(_merged(srv, "mlp")) > 1  # 64 calls at once on a proven model: some ran together
+    assert max(_merged(srv, "view")) > 1
+    session = ort.InferenceSession(view, providers=["CPUExecutionProvider"])
+    for x, y in zip(view_inputs, viewed, strict=True):  # merged, each still gets its own rows' answer
+        np.testing.assert_allclose(y, session.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
     assert "dynamic batching off for this model" in srv.log() and "over the batch axis" in srv.log()
 
     # The same calls with every stackable model merged ("on"): this model's answers then

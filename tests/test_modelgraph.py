@@ -36,6 +36,7 @@ from supervisor.modelgraph.build import (
     build_int64_model,
     build_large_mlp,
     build_mlp,
+    build_view_flatten,
 )
 from supervisor.modelgraph.facts import MAX_SUBGRAPH_DEPTH
 
@@ -83,6 +84,7 @@ RUNNABLE_BUILDERS: dict[str, Callable[[], bytes]] = {
     "identity_two_dynamic": lambda: build_identity("UINT8", (-1, 2, -1)),
     "large_mlp": build_large_mlp,
     "batch_centred": build_batch_centred,
+    "view_flatten": build_view_flatten,
 }
 
 

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from protos import onnx_subset_pb2 as pb
 from supervisor.modelgraph import read_graph_facts
-from supervisor.modelgraph.build import build_batch_centred, build_int64_model, build_mlp
+from supervisor.modelgraph.build import build_batch_centred, build_int64_model, build_mlp, build_view_flatten
 from supervisor.modelgraph.rows import prove_rows_independent
 
 F = TensorProto.FLOAT
@@ -125,25 +125,6 @@ def _i64(*values: int) -> np.ndarray:
     return np.array(values, dtype=np.int64)
 
 
-def _pytorch_view() -> bytes:
-    """``x.view(x.size(0), -1) @ w`` as PyTorch exports it: the batch size read from the shape."""
-    return _model(
-        [
-            helper.make_node("Shape", ["x"], ["s"]),
-            helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
-            helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
-            helper.make_node("Cast", ["n1"], ["n64"], to=TensorProto.INT64),
-            helper.make_node("Concat", ["n64", "minus_one"], ["shape"], axis=0),
-            helper.make_node("Reshape", ["x", "shape"], ["f"]),
-            helper.make_node("MatMul", ["f", "w"], ["y"]),
-        ],
-        [("x", F, ["n", 2, 6])],
-        [("y", F, ["n", 4])],
-        {"zero": np.array(0, dtype=np.int64), "axes0": _i64(0), "minus_one": _i64(-1), "w": _w(12, 4)},
-        opset=13,
-    )
-
-
 def _view_keeping_a_dimension() -> bytes:
     """``x.view(x.size(0), x.size(1), -1)``, with opset 15's Shape(start, end) and a Slice of a shape."""
     return _model(
@@ -171,7 +152,7 @@ def _view_keeping_a_dimension() -> bytes:
 
 
 PROVEN: dict[str, bytes] = {
-    "pytorch_view": _pytorch_view(),
+    "pytorch_view": build_view_flatten(),
     "view_keeping_a_dimension": _view_keeping_a_dimension(),
     "mlp": build_mlp(),
     "matmul_softmax": _matmul_softmax(),

@@ -23,6 +23,7 @@ __all__ = [
     "build_int64_model",
     "build_large_mlp",
     "build_mlp",
+    "build_view_flatten",
 ]
 
 IR_VERSION = 8
@@ -117,6 +118,36 @@ def build_batch_centred(width: int = 4) -> bytes:
     graph.node.extend([mean, _node("Sub", ["x", "mean"], ["y"])])
     graph.input.append(_value("x", "FP32", (-1, width)))
     graph.output.append(_value("y", "FP32", (-1, width)))
+    return _model(graph)
+
+
+def build_view_flatten(channels: int = 2, width: int = 6, outputs: int = 4, *, seed: int = 0) -> bytes:
+    """``x.view(x.size(0), -1) @ w``, FP32 ``[batch, channels, width]`` -> ``[batch, outputs]``,
+    with the nodes PyTorch exports for the view: the batch size is read from the input's
+    shape (Shape, Gather, Unsqueeze, Concat) and becomes the Reshape's first dimension."""
+    rng = numpy.random.default_rng(seed)
+    graph = pb.GraphProto(name="view_flatten")
+    unsqueeze = _node("Unsqueeze", ["n", "axes0"], ["n1"])
+    graph.node.extend(
+        [
+            _node("Shape", ["x"], ["shape_x"]),
+            _node("Gather", ["shape_x", "zero"], ["n"], axis=0),
+            unsqueeze,
+            _node("Concat", ["n1", "minus_one"], ["rows_shape"], axis=0),
+            _node("Reshape", ["x", "rows_shape"], ["rows"]),
+            _node("MatMul", ["rows", "w"], ["y"]),
+        ]
+    )
+    graph.initializer.extend(
+        [
+            _tensor("zero", numpy.array(0, dtype=numpy.int64)),
+            _tensor("axes0", numpy.array([0], dtype=numpy.int64)),
+            _tensor("minus_one", numpy.array([-1], dtype=numpy.int64)),
+            _tensor("w", rng.standard_normal((channels * width, outputs)).astype(numpy.float32)),
+        ]
+    )
+    graph.input.append(_value("x", "FP32", (-1, channels, width)))
+    graph.output.append(_value("y", "FP32", (-1, outputs)))
     return _model(graph)
 
 
