@@ -151,7 +151,40 @@ def _view_keeping_a_dimension() -> bytes:
     )
 
 
+def _attention() -> bytes:
+    """One self-attention head as a transformer exports it: the batch size and sequence
+    length read from the input for the view, softmax(Q @ K^T / sqrt(d)) @ V."""
+    return _model(
+        [
+            helper.make_node("MatMul", ["x", "wq"], ["q"]),
+            helper.make_node("MatMul", ["x", "wk"], ["k"]),
+            helper.make_node("MatMul", ["x", "wv"], ["v"]),
+            helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+            helper.make_node("MatMul", ["q", "kt"], ["scores"]),
+            helper.make_node("Mul", ["scores", "scale"], ["scaled"]),
+            helper.make_node("Softmax", ["scaled"], ["weights"], axis=-1),
+            helper.make_node("MatMul", ["weights", "v"], ["context"]),
+            helper.make_node("Shape", ["x"], ["s"]),
+            helper.make_node("Slice", ["s", "zero", "two"], ["batch_and_length"]),
+            helper.make_node("Concat", ["batch_and_length", "heads_dims"], ["split_shape"], axis=0),
+            helper.make_node("Reshape", ["context", "split_shape"], ["y"]),
+        ],
+        [("x", F, ["n", 5, 8])],
+        [("y", F, ["n", 5, 2, 4])],
+        {
+            "wq": _w(8, 8),
+            "wk": _w(8, 8),
+            "wv": _w(8, 8),
+            "scale": np.array(8**-0.5, dtype=np.float32),
+            "zero": _i64(0),
+            "two": _i64(2),
+            "heads_dims": _i64(2, 4),
+        },
+    )
+
+
 PROVEN: dict[str, bytes] = {
+    "attention": _attention(),
     "pytorch_view": build_view_flatten(),
     "view_keeping_a_dimension": _view_keeping_a_dimension(),
     "mlp": build_mlp(),
@@ -220,6 +253,17 @@ REFUSED: dict[str, tuple[bytes, str, bool]] = {
         ),
         "does not start with the batch size alone",
         True,
+    ),
+    # [n, n] @ [n, n]: one matrix of all the batch's rows times another.
+    "matmul_of_two_batched_matrices": (
+        _model(
+            [helper.make_node("Mul", ["x", "c"], ["x2"]), helper.make_node("MatMul", ["x", "x2"], ["y"])],
+            [("x", F, ["n", "n"])],
+            [("y", F, ["n", "n"])],
+            {"c": _w(1, 1)},
+        ),
+        "MatMul of two batched tensors of ranks 2 and 2",
+        False,  # it runs only when n is the width, so there are no rows alone to compare
     ),
     "slice_of_the_batch": (
         _one_input("Slice", extra={"starts": _i64(1), "ends": _i64(100), "axes": _i64(0)}, out=["m", 4]),

@@ -9,7 +9,8 @@ together or reads the batch size would answer differently. ``workers.dynamic_bat
 The proof is conservative. It follows which tensors carry the batch on their first axis
 from the graph inputs through the nodes, in order, and accepts only the default-domain
 operators listed below, each used in a way that keeps rows apart (a ``Softmax`` over any
-axis but the first, a ``MatMul`` by a constant, a ``Reshape`` that keeps the first
+axis but the first, a ``MatMul`` by a constant or of two batched stacks of matrices
+(attention), a ``Reshape`` that keeps the first
 dimension, a ``Slice`` or ``Pad`` that leaves the first axis alone, ...). Anything
 else, a custom domain, a subgraph, an operator not listed, a shape it cannot know, is
 "not proven", and the model runs call by call.
@@ -237,8 +238,16 @@ def _broadcast(n: _Op) -> list[_Value]:
 
 def _matmul(n: _Op) -> list[_Value]:
     ins, where = n.ins, n.where
+    a, b = ins[0], ins[1]
+    if isinstance(a, _Batched) and isinstance(b, _Batched):
+        # A stack of matrices per item times another (attention's Q @ K^T, say): matmul
+        # broadcasts over the leading axes, so with equal ranks of 3 or more the batch
+        # axis of one meets the same axis of the other, item by item. At rank 2 each
+        # would be one matrix of all the batch's rows.
+        if a.rank != b.rank or a.rank < 3:
+            raise _NotProvenError(f"{where}: MatMul of two batched tensors of ranks {a.rank} and {b.rank}")
+        return [_Batched(a.rank)]
     a = _only_first_batched(ins, where)
-    b = ins[1]
     if a.rank < 2 or not isinstance(b, _Static) or b.shape is None or len(b.shape) != 2:
         raise _NotProvenError(f"{where}: only a batched matrix times a constant matrix keeps rows apart")
     return [_Batched(a.rank)]
