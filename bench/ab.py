@@ -20,11 +20,9 @@ Exit status: 0 clean; 1 it could not run; 3 it ran but some calls failed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -34,8 +32,9 @@ from typing import Any
 from bench._environment import describe
 from bench._procs import ServerProcess, ServerStartError, exit_on_sigterm, start_server, stop
 from bench._results import save_results
-from bench._setup import MODEL, make_bench_home
-from bench.loadgen import CALL_TIMEOUT_SECONDS, FIRST_CALL_TIMEOUT_SECONDS, TOKEN_ENV
+from bench._setup import make_bench_home
+from bench.layers import run_once
+from bench.loadgen import TOKEN_ENV
 from bench.serve import BenchError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,23 +82,6 @@ def paired(results: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
     return summary
 
 
-def _load(server: ServerProcess, token: str, args: argparse.Namespace) -> dict[str, Any]:
-    argv = [
-        sys.executable, "-m", "bench.loadgen", "--json", "--target", server.address, "--model", MODEL,
-        "--concurrency", str(args.concurrency), "--warmup", str(args.warmup), "--duration", str(args.duration),
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "IRE_HOME"} | {TOKEN_ENV: token}
-    bound = args.warmup + args.duration + FIRST_CALL_TIMEOUT_SECONDS + CALL_TIMEOUT_SECONDS + 30.0
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, timeout=bound)
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"loadgen against {server.name} ran past {exc.timeout:.0f} s") from exc
-    if proc.returncode != 0:
-        raise BenchError(f"loadgen against {server.name} exited {proc.returncode}: {proc.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout)
-    return result
-
-
 def run(specs: list[Spec], args: argparse.Namespace, workdir: Path) -> tuple[dict[str, list[float]], int]:
     bench_home = make_bench_home(workdir / "bench", token_ttl_seconds=3600)
     base = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "IRE_HOME", "PYTHONPATH")}
@@ -116,7 +98,7 @@ def run(specs: list[Spec], args: argparse.Namespace, workdir: Path) -> tuple[dic
         for round_ in range(args.rounds):
             order = specs if round_ % 2 == 0 else specs[::-1]
             for spec in order:
-                result = _load(servers[spec.label], bench_home.token, args)
+                result = run_once(servers[spec.label], bench_home.token, args)
                 errors += int(result.get("error_count", 0))
                 rates[spec.label].append(float(result["throughput_rps"]))
             line = "  ".join(f"{s.label} {rates[s.label][-1]:,.0f}" for s in specs)
