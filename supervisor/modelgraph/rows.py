@@ -10,19 +10,19 @@ The proof is conservative. It follows which tensors carry the batch on their fir
 from the graph inputs through the nodes, in order, and accepts only the default-domain
 operators listed below, each used in a way that keeps rows apart (a ``Softmax`` over any
 axis but the first, a ``MatMul`` by a constant or of two batched stacks of matrices
-(attention), a ``Reshape`` that keeps the first
-dimension, a ``Slice`` or ``Pad`` that leaves the first axis alone, ...). Anything
-else, a custom domain, a subgraph, an operator not listed, a shape it cannot know, is
-"not proven", and the model runs call by call.
+(attention), a ``Reshape`` that keeps the first dimension, a ``Slice`` or ``Pad`` that
+leaves the first axis alone, ...). Anything else, a custom domain, a subgraph, an
+operator not listed, a shape it cannot know, is "not proven", and the model runs call by
+call. No library answers this question: ONNX's shape inference gives shapes, not which
+axis mixes rows.
 
 The batch size itself may flow only into a ``Reshape``'s new shape, as its first
 dimension: PyTorch exports ``x.view(x.size(0), -1)`` as ``Shape`` -> ``Gather`` ->
 ``Unsqueeze`` -> ``Concat`` -> ``Reshape``. Such shape vectors are followed element by
 element through ``Shape``, ``Gather``, ``Slice``, ``Unsqueeze``, ``Squeeze``, ``Concat``,
-``Cast`` and ``Identity``; any other use of a value computed from the batch size (``x *
-x.size(0)``, ``Expand`` to it) is not proven, since it would change with the number of
-rows merged. No library
-answers this question: ONNX's shape inference gives shapes, not which axis mixes rows.
+``Cast`` and ``Identity``; any other use of a value computed from the batch size
+(``x * x.size(0)``, ``Expand`` to it) is not proven, since it would change with the
+number of rows merged.
 """
 
 from __future__ import annotations
@@ -510,13 +510,13 @@ def _dims_gather(n: _Op) -> _Dims:
     indices = ins[1]
     if _int(attrs, "axis", 0) not in (0, -1) or not isinstance(indices, _Static) or indices.shape is None:
         raise _NotProvenError(f"{where}: Gather from a shape with indices the proof cannot read")
+    if len(indices.shape) > 1:
+        raise _NotProvenError(f"{where}: Gather from a shape with indices of rank {len(indices.shape)}")
     picked = []
     for i in _constant_ints(indices, where):
         if not -len(data) <= i < len(data):
             raise _NotProvenError(f"{where}: index {i} outside a shape of {len(data)}")
         picked.append(data[i])
-    if len(indices.shape) > 1:
-        raise _NotProvenError(f"{where}: Gather from a shape with indices of rank {len(indices.shape)}")
     return _Dims(tuple(picked), scalar=not indices.shape)
 
 
