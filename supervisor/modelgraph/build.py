@@ -127,12 +127,11 @@ def build_view_flatten(channels: int = 2, width: int = 6, outputs: int = 4, *, s
     shape (Shape, Gather, Unsqueeze, Concat) and becomes the Reshape's first dimension."""
     rng = numpy.random.default_rng(seed)
     graph = pb.GraphProto(name="view_flatten")
-    unsqueeze = _node("Unsqueeze", ["n", "axes0"], ["n1"])
     graph.node.extend(
         [
             _node("Shape", ["x"], ["shape_x"]),
             _node("Gather", ["shape_x", "zero"], ["n"], axis=0),
-            unsqueeze,
+            _node("Unsqueeze", ["n", "axes0"], ["n1"]),
             _node("Concat", ["n1", "minus_one"], ["rows_shape"], axis=0),
             _node("Reshape", ["x", "rows_shape"], ["rows"]),
             _node("MatMul", ["rows", "w"], ["y"]),
