@@ -20,10 +20,12 @@ from protos import worker_pb2 as pb
 from protos.inference import grpc_predict_v2_pb2 as oip
 from protos.inference import grpc_predict_v2_pb2_grpc as oip_grpc
 from supervisor.errors import InvalidInputError, WorkerCrashedError
+from supervisor.modelgraph import OIP_TO_NUMPY
 from supervisor.modelgraph.build import build_batch_centred, build_mlp, build_view_flatten
 from supervisor.signing.onboard import local_signer, sign_and_register
 from supervisor.workers.batching import Batcher, stackable
 from tests.conftest import Server, ire, make_home, start_server, stop_server, write_model
+from tests.onnx_ml_models import sklearn_pipeline
 
 WIDTH = 4
 
@@ -213,25 +215,32 @@ def test_only_models_with_a_dynamic_first_dimension_everywhere_are_stackable() -
     assert not stackable([], [(-1,)])
 
 
-def _call_all(srv: Server, model: str, input_name: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """One call first (the worker starts and loads the model), then all of ``inputs`` at once."""
+def _call_all_outputs(srv: Server, model: str, input_name: str, inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """One call first (the worker starts and loads the model), then all of ``inputs`` at
+    once; every output of each call."""
 
-    async def call_all() -> list[np.ndarray]:
+    async def call_all() -> list[list[np.ndarray]]:
         async with grpc.aio.insecure_channel(srv.address) as channel:
             stub = oip_grpc.GRPCInferenceServiceStub(channel)
 
-            async def one(x: np.ndarray) -> np.ndarray:
+            async def one(x: np.ndarray) -> list[np.ndarray]:
                 request = oip.ModelInferRequest(model_name=model, raw_input_contents=[x.tobytes()])
                 request.inputs.add(name=input_name, datatype="FP32", shape=list(x.shape))
                 reply = await stub.ModelInfer(request, metadata=srv.metadata(), timeout=60)
-                return np.frombuffer(reply.raw_output_contents[0], dtype=np.float32).reshape(
-                    tuple(reply.outputs[0].shape)
-                )
+                return [
+                    np.frombuffer(raw, dtype=OIP_TO_NUMPY[out.datatype]).reshape(tuple(out.shape))
+                    for out, raw in zip(reply.outputs, reply.raw_output_contents, strict=True)
+                ]
 
             await one(inputs[0])
             return await asyncio.gather(*(one(x) for x in inputs))
 
     return asyncio.run(call_all())
+
+
+def _call_all(srv: Server, model: str, input_name: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """:func:`_call_all_outputs`, the first output of each call."""
+    return [outputs[0] for outputs in _call_all_outputs(srv, model, input_name, inputs)]
 
 
 def _merged(srv: Server, model: str) -> list[int]:
@@ -247,28 +256,34 @@ def test_by_default_a_model_whose_rows_mix_is_never_merged_and_one_proven_indepe
     sign_and_register(
         home, registry, "acme", "centre", write_model(tmp_path / "m-centre", build_batch_centred(WIDTH)), key
     )
-    # PyTorch's x.view(x.size(0), -1): the batch size read from the shape, proven all the same.
-    view = build_view_flatten()
+    # Proven all the same: PyTorch's x.view(x.size(0), -1), which reads the batch size from
+    # the shape, and a scikit-learn pipeline (ai.onnx.ml operators, an INT64 label output).
+    view, pipeline = build_view_flatten(), sklearn_pipeline()
     sign_and_register(home, registry, "acme", "view", write_model(tmp_path / "m-view", view), key)
+    sign_and_register(home, registry, "acme", "sk", write_model(tmp_path / "m-sk", pipeline), key)
     registry.close()
     rng = np.random.default_rng(5)
     rows = [rng.standard_normal((1, WIDTH)).astype(np.float32) + 10 for _ in range(64)]
     mlp_inputs = [rng.standard_normal((1, 64)).astype(np.float32) for _ in range(64)]
     view_inputs = [rng.standard_normal((1, 2, 6)).astype(np.float32) for _ in range(64)]
+    sk_inputs = [rng.standard_normal((1, 4)).astype(np.float32) for _ in range(64)]
     srv = start_server(home)  # workers.dynamic_batching = "auto", the default
     try:
         centred = _call_all(srv, "centre", "x", rows)
         _call_all(srv, "mlp", "input", mlp_inputs)
-        viewed = _call_all(srv, "view", "x", view_inputs)
+        viewed = _call_all_outputs(srv, "view", "x", view_inputs)
+        predicted = _call_all_outputs(srv, "sk", "x", sk_inputs)
     finally:
         stop_server(srv)
     assert all(not y.any() for y in centred)  # each call answered as if alone
     assert max(_merged(srv, "centre")) == 1
-    assert max(_merged(srv, "mlp")) > 1  # 64 calls at once on a proven model: some ran together
-    assert max(_merged(srv, "view")) > 1
-    session = ort.InferenceSession(view, providers=["CPUExecutionProvider"])
-    for x, y in zip(view_inputs, viewed, strict=True):  # merged, each still gets its own rows' answer
-        np.testing.assert_allclose(y, session.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
+    for name in ("mlp", "view", "sk"):  # 64 calls at once on a proven model: some ran together
+        assert max(_merged(srv, name)) > 1, name
+    for model, inputs, answers in ((view, view_inputs, viewed), (pipeline, sk_inputs, predicted)):
+        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        for x, outputs in zip(inputs, answers, strict=True):  # merged, each still gets its own rows' answer
+            for got, alone in zip(outputs, session.run(None, {"x": x}), strict=True):
+                np.testing.assert_allclose(got, alone, rtol=1e-5, atol=1e-5)
     assert "dynamic batching off for this model" in srv.log() and "over the batch axis" in srv.log()
 
     # The same calls with every stackable model merged ("on"): this model's answers then

@@ -21,6 +21,7 @@ from protos import onnx_subset_pb2 as pb
 from supervisor.modelgraph import read_graph_facts
 from supervisor.modelgraph.build import build_batch_centred, build_int64_model, build_mlp, build_view_flatten
 from supervisor.modelgraph.rows import prove_rows_independent
+from tests.onnx_ml_models import ML_OPSET, sklearn_pipeline
 
 F = TensorProto.FLOAT
 RNG = np.random.default_rng(11)
@@ -183,7 +184,60 @@ def _attention() -> bytes:
     )
 
 
+ML = dict([ML_OPSET])
+
+
+def _ml(op: str, inputs: list[str], outputs: list[str], **attrs: object) -> object:
+    return helper.make_node(op, inputs, outputs, domain="ai.onnx.ml", **attrs)
+
+
+def _tree_regressor() -> bytes:
+    """One decision stump per target: x[:, 0] <= 0.0 ? 1.0 : -1.0, and x[:, 1] <= 0.5 ? 2.0 : 3.0."""
+    return _model(
+        [
+            _ml(
+                "TreeEnsembleRegressor",
+                ["x"],
+                ["y"],
+                n_targets=2,
+                nodes_treeids=[0, 0, 0, 1, 1, 1],
+                nodes_nodeids=[0, 1, 2, 0, 1, 2],
+                nodes_featureids=[0, 0, 0, 1, 0, 0],
+                nodes_values=[0.0, 0.0, 0.0, 0.5, 0.0, 0.0],
+                nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF", "BRANCH_LEQ", "LEAF", "LEAF"],
+                nodes_truenodeids=[1, 0, 0, 1, 0, 0],
+                nodes_falsenodeids=[2, 0, 0, 2, 0, 0],
+                target_treeids=[0, 0, 1, 1],
+                target_nodeids=[1, 2, 1, 2],
+                target_ids=[0, 0, 1, 1],
+                target_weights=[1.0, -1.0, 2.0, 3.0],
+            ),
+        ],
+        [("x", F, ["n", 2])],
+        [("y", F, ["n", 2])],
+        domains=ML,
+    )
+
+
+def _ml_transforms() -> bytes:
+    return _model(
+        [
+            _ml("Normalizer", ["x"], ["unit"], norm="L2"),
+            _ml("Binarizer", ["unit"], ["bits"], threshold=0.1),
+            _ml("ArrayFeatureExtractor", ["bits", "picked"], ["some"]),
+            _ml("FeatureVectorizer", ["some", "unit"], ["y"], inputdimensions=[2, 4]),
+        ],
+        [("x", F, ["n", 4])],
+        [("y", F, ["n", 6])],
+        {"picked": _i64(0, 2)},
+        domains=ML,
+    )
+
+
 PROVEN: dict[str, bytes] = {
+    "sklearn_pipeline": sklearn_pipeline(),
+    "tree_regressor": _tree_regressor(),
+    "ml_transforms": _ml_transforms(),
     "attention": _attention(),
     "pytorch_view": build_view_flatten(),
     "view_keeping_a_dimension": _view_keeping_a_dimension(),
@@ -264,6 +318,33 @@ REFUSED: dict[str, tuple[bytes, str, bool]] = {
         ),
         "MatMul of two batched tensors of ranks 2 and 2",
         False,  # it runs only when n is the width, so there are no rows alone to compare
+    ),
+    # Given [N], a Normalizer takes the whole batch for one vector and scales it to norm 1.
+    "normalizer_of_the_batch": (
+        _model([_ml("Normalizer", ["x"], ["y"], norm="L2")], [("x", F, ["n"])], [("y", F, ["n"])], domains=ML),
+        "normalises over the batch axis",
+        True,
+    ),
+    "feature_extractor_on_the_batch": (
+        _model(
+            [_ml("ArrayFeatureExtractor", ["x", "picked"], ["y"])],
+            [("x", F, ["n"])],
+            [("y", F, ["m"])],
+            {"picked": _i64(0)},
+            domains=ML,
+        ),
+        "picks along the batch axis",
+        True,
+    ),
+    "ml_operator_not_listed": (
+        _model(
+            [_ml("ZipMap", ["x"], ["y"], classlabels_int64s=[0, 1, 2, 3])],
+            [("x", F, ["n", 4])],
+            [("y", F, ["n", 4])],
+            domains=ML,
+        ),
+        "ai.onnx.ml.ZipMap is not one the proof knows",
+        False,
     ),
     "slice_of_the_batch": (
         _one_input("Slice", extra={"starts": _i64(1), "ends": _i64(100), "axes": _i64(0)}, out=["m", 4]),

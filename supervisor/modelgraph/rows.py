@@ -13,7 +13,9 @@ axis but the first, a ``MatMul`` by a constant or of two batched stacks of matri
 (attention), a ``Reshape`` that keeps the first dimension, a ``Slice`` or ``Pad`` that
 leaves the first axis alone, ...). Anything else, a custom domain, a subgraph, an
 operator not listed, a shape it cannot know, is "not proven", and the model runs call by
-call. No library answers this question: ONNX's shape inference gives shapes, not which
+call. Of the ``ai.onnx.ml`` domain (models converted from scikit-learn and the like) it
+accepts the predictors and transformers that read an [N, F] input one row at a time. No
+library answers this question: ONNX's shape inference gives shapes, not which
 axis mixes rows.
 
 The batch size itself may flow only into a ``Reshape``'s new shape, as its first
@@ -147,7 +149,7 @@ def _prove(model: pb.ModelProto) -> None:
         values[value.name] = _Batched(len(dims))
     for index, node in enumerate(graph.node):
         where = f"node {index} ({node.op_type} {node.name!r})"
-        if node.domain not in ("", "ai.onnx"):
+        if node.domain not in ("", "ai.onnx", _ML):
             raise _NotProvenError(f"{where}: operator domain {node.domain!r}")
         try:
             ins = [values[name] for name in node.input]
@@ -171,6 +173,14 @@ def _node(node: pb.NodeProto, ins: list[_Value], opset: int, where: str) -> list
     attrs = {a.name: a for a in node.attribute}
     if any(a.HasField("g") or len(a.graphs) for a in node.attribute):
         raise _NotProvenError(f"{where}: subgraphs")
+    if node.domain == _ML:
+        ins = [_as_static(v, op, where) for v in ins]
+        if not any(isinstance(v, _Batched) for v in ins):
+            return [_Static(None)] * max(1, len(node.output))
+        ml_rule = _ML_RULES.get(op)
+        if ml_rule is None:
+            raise _NotProvenError(f"{where}: operator {_ML}.{op} is not one the proof knows keeps rows apart")
+        return ml_rule(_Op(node, attrs, ins, opset, where))
     if op == "Constant":
         if "value" in attrs:
             return [_constant(attrs["value"].t)]
@@ -569,6 +579,60 @@ _DIMS_RULES: dict[str, Callable[[_Op], _Value]] = {
     "Slice": _dims_slice,
     "Squeeze": _dims_unsqueeze,
     "Unsqueeze": _dims_unsqueeze,
+}
+
+# The traditional-ML operators (scikit-learn, XGBoost and LightGBM models converted to
+# ONNX): each predicts or transforms one row of an [N, F] input at a time.
+_ML = "ai.onnx.ml"
+_ML_PREDICTORS = frozenset((
+    "LinearClassifier", "LinearRegressor", "SVMClassifier", "SVMRegressor", "TreeEnsemble",
+    "TreeEnsembleClassifier", "TreeEnsembleRegressor",
+))  # fmt: skip
+
+
+def _ml_predictor(n: _Op) -> list[_Value]:
+    node, ins, where = n.node, n.ins, n.where
+    x = _only_first_batched(ins, where)
+    if x.rank != 2:
+        # Given [F], these read one sample of F features: the batch would be that sample.
+        raise _NotProvenError(f"{where}: {node.op_type} on rank {x.rank}, not one [N, F] row at a time")
+    if node.op_type.endswith("Classifier"):
+        return [_Batched(1), _Batched(2)]  # the labels [N] and the scores [N, E]
+    return [_Batched(2)] * len(node.output)
+
+
+def _ml_normalizer(n: _Op) -> list[_Value]:
+    x = _only_first_batched(n.ins, n.where)
+    if x.rank != 2:
+        raise _NotProvenError(f"{n.where}: Normalizer on rank {x.rank} normalises over the batch axis")
+    return [_Batched(2)]
+
+
+def _ml_one_hot(n: _Op) -> list[_Value]:
+    x = _only_first_batched(n.ins, n.where)
+    return [_Batched(x.rank + 1)]  # each element becomes a vector of the categories
+
+
+def _ml_feature_extractor(n: _Op) -> list[_Value]:
+    x = _only_first_batched(n.ins, n.where)
+    if x.rank < 2:
+        raise _NotProvenError(f"{n.where}: ArrayFeatureExtractor on rank 1 picks along the batch axis")
+    return [_Batched(x.rank)]  # the indices pick along the last axis
+
+
+def _ml_feature_vectorizer(n: _Op) -> list[_Value]:
+    if not n.ins or any(not isinstance(v, _Batched) or v.rank != 2 for v in n.ins):
+        raise _NotProvenError(f"{n.where}: FeatureVectorizer of inputs other than batched [N, F] tensors")
+    return [_Batched(2)]  # the rows' features side by side
+
+
+_ML_RULES: dict[str, Callable[[_Op], list[_Value]]] = {
+    **dict.fromkeys(_ML_PREDICTORS, _ml_predictor),
+    **dict.fromkeys(("Binarizer", "CategoryMapper", "Imputer", "LabelEncoder", "Scaler"), _elementwise),
+    "ArrayFeatureExtractor": _ml_feature_extractor,
+    "FeatureVectorizer": _ml_feature_vectorizer,
+    "Normalizer": _ml_normalizer,
+    "OneHotEncoder": _ml_one_hot,
 }
 
 # Integer constants up to this many values are read (shapes and axes are a few).
