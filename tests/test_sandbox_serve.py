@@ -198,6 +198,11 @@ def test_launcher_names_the_threads_it_finds_when_it_refuses_to_fork() -> None:
     finally:
         done.set()
         thread.join()
+    # join() returns once the thread's Python state is gone; the kernel may list the thread
+    # in /proc/self/task a moment longer, until it has exited.
+    deadline = time.monotonic() + 5
+    while "ire-stray" in launcher.thread_names() and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert "ire-stray" not in launcher.thread_names()
 
 
