@@ -137,4 +137,13 @@ async def register_model_async(
     await _admit(home, tenant_record, record, facts, authorizer)
     store.put(data)
     registry.add_model(record)
+    # Whether "auto" dynamic batching will merge the model's calls, said at onboarding
+    # rather than first found in the server's log.
+    log.info(
+        "model registered",
+        tenant=tenant,
+        model=name,
+        version=version,
+        dynamic_batching_auto="merged" if facts.rows_independent else f"call by call: {facts.rows_reason}",
+    )
     return record

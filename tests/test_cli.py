@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from supervisor.modelgraph.build import build_mlp
+from supervisor.modelgraph.build import build_batch_centred, build_mlp
 from supervisor.signing import generate_signing_key
 from tests.conftest import ire, write_model
 
@@ -120,6 +120,12 @@ def test_serve_register_predict_round_trip(home: Path, tmp_path: Path) -> None:
     assert "signed by release" in ire("model", "verify", model_dir, "--signature", sig, home=home).stdout
     out = ire("model", "register", "--tenant", "acme", "--name", "tiny", "--signature", sig, model_dir, home=home)
     assert "version 1" in out.stdout
+    assert '"dynamic_batching_auto": "merged"' in out.stderr  # the operator learns it at onboarding
+    centred_dir = str(write_model(tmp_path / "centred", build_batch_centred()))
+    ire("model", "sign", centred_dir, "--key", str(tmp_path / "key.pem"), "--signature", sig)
+    out = ire("model", "register", "--tenant", "acme", "--name", "centred", "--signature", sig, centred_dir, home=home)
+    assert '"dynamic_batching_auto": "call by call: node 0 (ReduceMean' in out.stderr
+    assert "over the batch axis" in out.stderr
     assert "tiny\t1\t" in ire("model", "list", home=home).stdout
     serve = subprocess.Popen(
         [sys.executable, "-m", "supervisor", "serve", "--listen", "127.0.0.1:0"],
