@@ -234,7 +234,26 @@ def _ml_transforms() -> bytes:
     )
 
 
+def _keras_flatten() -> bytes:
+    """Keras's Flatten as tf2onnx exports it, Reshape(x, [-1, 6]), after a broadcast add and
+    a transpose; then a label reshaped to [-1, 1]."""
+    return _model(
+        [
+            helper.make_node("Add", ["x", "bias"], ["shifted"]),
+            helper.make_node("Transpose", ["shifted"], ["t"], perm=[0, 2, 1]),
+            helper.make_node("Reshape", ["t", "flat"], ["f"]),
+            helper.make_node("Gemm", ["f", "w"], ["logits"], transB=1),
+            helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
+            helper.make_node("Reshape", ["label", "column"], ["y"]),
+        ],
+        [("x", F, ["n", 2, 3])],
+        [("y", TensorProto.INT64, ["n", 1])],
+        {"bias": _w(3), "flat": _i64(-1, 6), "w": _w(5, 6), "column": _i64(-1, 1)},
+    )
+
+
 PROVEN: dict[str, bytes] = {
+    "keras_flatten": _keras_flatten(),
     "sklearn_pipeline": sklearn_pipeline(),
     "tree_regressor": _tree_regressor(),
     "ml_transforms": _ml_transforms(),
@@ -267,7 +286,23 @@ REFUSED: dict[str, tuple[bytes, str, bool]] = {
     "softmax_over_batch": (_one_input("Softmax", {"axis": 0}), "over the batch axis", True),
     "reshape_rows_together": (
         _one_input("Reshape", extra={"shape": np.array([-1], dtype=np.int64)}, out=["m"]),
-        "does not keep the first dimension",
+        "rows shaped [4]: not one row each",
+        False,
+    ),
+    # Each row of 4 becomes two rows of 2: the output's rows are no longer the calls' rows.
+    "reshape_rows_in_two": (
+        _one_input("Reshape", extra={"shape": _i64(-1, 2)}, out=["m", 2]),
+        "rows shaped [4]: not one row each",
+        False,
+    ),
+    "reshape_rows_of_unknown_shape": (
+        _model(
+            [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+            [("x", F, ["n", "d"])],
+            [("y", F, ["n", 4])],
+            {"shape": _i64(-1, 4)},
+        ),
+        "rows whose shape the proof does not know",
         False,
     ),
     "transpose_default": (_one_input("Transpose", out=[4, "n"]), "moves the batch axis", False),

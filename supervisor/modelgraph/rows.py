@@ -10,13 +10,13 @@ The proof is conservative. It follows which tensors carry the batch on their fir
 from the graph inputs through the nodes, in order, and accepts only the default-domain
 operators listed below, each used in a way that keeps rows apart (a ``Softmax`` over any
 axis but the first, a ``MatMul`` by a constant or of two batched stacks of matrices
-(attention), a ``Reshape`` that keeps the first dimension, a ``Slice`` or ``Pad`` that
-leaves the first axis alone, ...). Anything else, a custom domain, a subgraph, an
-operator not listed, a shape it cannot know, is "not proven", and the model runs call by
-call. Of the ``ai.onnx.ml`` domain (models converted from scikit-learn and the like) it
-accepts the predictors and transformers that read an [N, F] input one row at a time. No
-library answers this question: ONNX's shape inference gives shapes, not which
-axis mixes rows.
+(attention), a ``Reshape`` that keeps the first dimension or whose new shape, -1 first,
+holds exactly one row of a shape it knows, a ``Slice`` or ``Pad`` that leaves the first
+axis alone, ...). Anything else, a custom domain, a subgraph, an operator not
+listed, a shape it cannot know, is "not proven", and the model runs call by call. Of the
+``ai.onnx.ml`` domain (models converted from scikit-learn and the like) it accepts the
+predictors and transformers that read an [N, F] input one row at a time. No library
+answers this question: ONNX's shape inference gives shapes, not which axis mixes rows.
 
 The batch size itself may flow only into a ``Reshape``'s new shape, as its first
 dimension: PyTorch exports ``x.view(x.size(0), -1)`` as ``Shape`` -> ``Gather`` ->
@@ -85,6 +85,9 @@ class RowProof:
 @dataclass(frozen=True)
 class _Batched:
     rank: int  # the batch is axis 0
+    # The dimensions after the first, where the proof knows them (from the graph's declared
+    # inputs, through the operators that keep or compute them); None: not known.
+    dims: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,8 @@ def _prove(model: pb.ModelProto) -> None:
         dims = value.type.tensor_type.shape.dim
         if not dims or dims[0].HasField("dim_value"):
             raise _NotProvenError(f"input {value.name!r} has no dynamic first dimension")
-        values[value.name] = _Batched(len(dims))
+        known = all(d.HasField("dim_value") for d in dims[1:])
+        values[value.name] = _Batched(len(dims), tuple(d.dim_value for d in dims[1:]) if known else None)
     for index, node in enumerate(graph.node):
         where = f"node {index} ({node.op_type} {node.name!r})"
         if node.domain not in ("", "ai.onnx", _ML):
@@ -226,7 +230,7 @@ def _only_first_batched(ins: list[_Value], where: str) -> _Batched:
 def _elementwise(n: _Op) -> list[_Value]:
     node, ins, where = n.node, n.ins, n.where
     x = _only_first_batched(ins, where)
-    return [_Batched(x.rank)] * len(node.output)
+    return [_Batched(x.rank, x.dims)] * len(node.output)
 
 
 def _broadcast(n: _Op) -> list[_Value]:
@@ -243,7 +247,24 @@ def _broadcast(n: _Op) -> list[_Value]:
             v.shape is None or len(v.shape) > rank or (len(v.shape) == rank and v.shape[0] != 1)
         ):
             raise _NotProvenError(f"{where}: a constant of shape {v.shape} meets the batch axis")
-    return [_Batched(rank)]
+    return [_Batched(rank, _broadcast_dims(ins))]
+
+
+def _broadcast_dims(ins: list[_Value]) -> tuple[int, ...] | None:
+    """The output's row dimensions when every batched input has the same known ones and no
+    constant widens them (each of its dimensions is 1 or the same as theirs)."""
+    dims = {v.dims for v in ins if isinstance(v, _Batched)}
+    known = dims.pop() if len(dims) == 1 else None
+    if known is None:
+        return None
+    for v in ins:
+        if isinstance(v, _Static):
+            if v.shape is None:
+                return None
+            tail = v.shape[len(v.shape) - min(len(v.shape), len(known)) :]  # aligned with the row's dimensions
+            if any(c not in (1, d) for c, d in zip(tail, known[len(known) - len(tail) :], strict=True)):
+                return None
+    return known
 
 
 def _matmul(n: _Op) -> list[_Value]:
@@ -260,7 +281,7 @@ def _matmul(n: _Op) -> list[_Value]:
     a = _only_first_batched(ins, where)
     if a.rank < 2 or not isinstance(b, _Static) or b.shape is None or len(b.shape) != 2:
         raise _NotProvenError(f"{where}: only a batched matrix times a constant matrix keeps rows apart")
-    return [_Batched(a.rank)]
+    return [_Batched(a.rank, (*a.dims[:-1], b.shape[1]) if a.dims is not None else None)]
 
 
 def _gemm(n: _Op) -> list[_Value]:
@@ -273,6 +294,9 @@ def _gemm(n: _Op) -> list[_Value]:
         assert isinstance(c, _Static)
         if c.shape is None or len(c.shape) > 2 or (len(c.shape) == 2 and c.shape[0] != 1):
             raise _NotProvenError(f"{where}: Gemm's C of shape {c.shape} meets the batch axis")
+    b = ins[1]
+    if isinstance(b, _Static) and b.shape is not None and len(b.shape) == 2:
+        return [_Batched(2, (b.shape[0] if _int(attrs, "transB", 0) else b.shape[1],))]
     return [_Batched(2)]
 
 
@@ -315,7 +339,7 @@ def _flatten(n: _Op) -> list[_Value]:
     axis = _int(attrs, "axis", 1)
     if (axis + x.rank if axis < 0 else axis) != 1:
         raise _NotProvenError(f"{where}: Flatten at axis {axis} of rank {x.rank}, not at the batch's rows")
-    return [_Batched(2)]
+    return [_Batched(2, (math.prod(x.dims),) if x.dims is not None else None)]
 
 
 def _transpose(n: _Op) -> list[_Value]:
@@ -324,7 +348,9 @@ def _transpose(n: _Op) -> list[_Value]:
     perm = list(attrs["perm"].ints) if "perm" in attrs else list(reversed(range(x.rank)))
     if len(perm) != x.rank or not perm or perm[0] != 0:
         raise _NotProvenError(f"{where}: Transpose moves the batch axis (perm {perm})")
-    return [_Batched(x.rank)]
+    if x.dims is None or sorted(perm) != list(range(x.rank)):
+        return [_Batched(x.rank)]
+    return [_Batched(x.rank, tuple(x.dims[axis - 1] for axis in perm[1:]))]
 
 
 def _axes(n: _Op) -> list[int] | None:
@@ -375,7 +401,7 @@ def _squeeze(n: _Op) -> list[_Value]:
 
 def _reshape(n: _Op) -> list[_Value]:
     attrs, ins, where = n.attrs, n.ins, n.where
-    _only_first_batched(ins, where)
+    x = _only_first_batched(ins, where)
     shape = ins[1]
     if isinstance(shape, _Dims):
         # [N, ...]: the first dimension is the batch size and the rest does not depend on
@@ -384,11 +410,24 @@ def _reshape(n: _Op) -> list[_Value]:
         if shape.scalar or not shape.elems or shape.elems[0] != _N or _N in rest:
             raise _NotProvenError(f"{where}: Reshape whose shape does not start with the batch size alone")
         return [_Batched(len(shape.elems))]
-    # 0 copies the input's dimension: a first dimension of 0 keeps each row a row, and
-    # the rest of the new shape applies within the row.
-    if _int(attrs, "allowzero", 0) or not isinstance(shape, _Static) or not shape.values or shape.values[0] != 0:
+    if _int(attrs, "allowzero", 0) or not isinstance(shape, _Static) or not shape.values:
         raise _NotProvenError(f"{where}: Reshape that does not keep the first dimension")
-    return [_Batched(len(shape.values))]
+    first, rest = shape.values[0], shape.values[1:]
+    if first == 0:
+        # 0 copies the input's dimension: a first dimension of 0 keeps each row a row, and
+        # the rest of the new shape applies within the row.
+        return [_Batched(len(shape.values))]
+    if first == -1:
+        # [-1, d1, d2...] where the d's hold exactly one row (Keras's Flatten, a label
+        # reshaped to [-1, 1]): the -1 is then the batch size, and each row stays a row.
+        row = () if x.rank == 1 else x.dims  # a rank-1 tensor's rows are single values
+        target = list(shape.values)
+        if row is None:
+            raise _NotProvenError(f"{where}: Reshape to {target} of rows whose shape the proof does not know")
+        if any(d <= 0 for d in rest) or math.prod(rest) != math.prod(row):
+            raise _NotProvenError(f"{where}: Reshape to {target} of rows shaped {list(row)}: not one row each")
+        return [_Batched(len(shape.values), rest)]
+    raise _NotProvenError(f"{where}: Reshape that does not keep the first dimension")
 
 
 def _concat(n: _Op) -> list[_Value]:
