@@ -210,6 +210,11 @@ def _node(node: pb.NodeProto, ins: list[_Value], opset: int, where: str) -> list
     return rule(_Op(node, attrs, ins, opset, where))
 
 
+def _given(n: _Op, index: int) -> bool:
+    """Whether the node's optional input ``index`` is given (absent, or named '')."""
+    return len(n.node.input) > index and bool(n.node.input[index])
+
+
 def _int(attrs: dict[str, pb.AttributeProto], name: str, default: int) -> int:
     return attrs[name].i if name in attrs else default
 
@@ -354,8 +359,8 @@ def _transpose(n: _Op) -> list[_Value]:
 
 
 def _axes(n: _Op) -> list[int] | None:
-    node, attrs, ins, opset, where = n.node, n.attrs, n.ins, n.opset, n.where
     """The axes of a Reduce, Squeeze or Unsqueeze, from its attribute or its constant input."""
+    node, attrs, ins, opset, where = n.node, n.attrs, n.ins, n.opset, n.where
     if opset >= _AXES_INPUT_SINCE.get(node.op_type, 10**6):
         if len(node.input) < 2 or not node.input[1]:
             return None
@@ -466,25 +471,24 @@ def _gather(n: _Op) -> list[_Value]:
 
 
 def _slice(n: _Op) -> list[_Value]:
-    node, attrs, ins, opset, where = n.node, n.attrs, n.ins, n.opset, n.where
+    attrs, ins, opset, where = n.attrs, n.ins, n.opset, n.where
     x = _only_first_batched(ins, where)
     if opset < 10:
         starts = list(attrs["starts"].ints) if "starts" in attrs else []
         axes = list(attrs["axes"].ints) if "axes" in attrs else list(range(len(starts)))
     else:
         starts = list(_constant_ints(ins[1], where))
-        given = len(node.input) > 3 and node.input[3]
-        axes = list(_constant_ints(ins[3], where)) if given else list(range(len(starts)))
+        axes = list(_constant_ints(ins[3], where)) if _given(n, 3) else list(range(len(starts)))
     if 0 in {_axis(a, x.rank, where) for a in axes}:
         raise _NotProvenError(f"{where}: Slice along the batch axis")
     return [_Batched(x.rank)]
 
 
 def _pad(n: _Op) -> list[_Value]:
-    node, attrs, ins, opset, where = n.node, n.attrs, n.ins, n.opset, n.where
+    attrs, ins, opset, where = n.attrs, n.ins, n.opset, n.where
     x = _only_first_batched(ins, where)
     pads = list(attrs["pads"].ints) if opset < 11 else list(_constant_ints(ins[1], where))
-    given = opset >= 18 and len(node.input) > 3 and node.input[3]
+    given = opset >= 18 and _given(n, 3)
     axes = [_axis(a, x.rank, where) for a in _constant_ints(ins[3], where)] if given else list(range(x.rank))
     if len(pads) != 2 * len(axes):
         raise _NotProvenError(f"{where}: Pad with {len(pads)} pads for {len(axes)} axes")
@@ -575,8 +579,8 @@ def _dims_slice(n: _Op) -> _Dims:
     if n.opset < 10:
         raise _NotProvenError(f"{where}: Slice with attributes")
     starts, ends = (_constant_ints(v, where) for v in ins[1:3])
-    axes = _constant_ints(ins[3], where) if len(ins) > 3 and n.node.input[3] else (0,)
-    steps = _constant_ints(ins[4], where) if len(ins) > 4 and n.node.input[4] else (1,)
+    axes = _constant_ints(ins[3], where) if _given(n, 3) else (0,)
+    steps = _constant_ints(ins[4], where) if _given(n, 4) else (1,)
     if len(starts) != 1 or len(ends) != 1 or axes not in ((0,), (-1,)) or steps != (1,):
         raise _NotProvenError(f"{where}: Slice of a shape other than one range with step 1")
     return _Dims(data[slice(starts[0], ends[0])])
