@@ -283,7 +283,7 @@ def parse_settings(raw: dict[str, Any], source: str = "config") -> Settings:
             if key not in fields:
                 raise ConfigError(f"{source}: unknown key {name}.{key}; known: {sorted(fields)}")
             if (name, key) == ("workers", "dynamic_batching") and isinstance(value, bool):
-                value = "on" if value else "off"  # a config file written before "auto" existed
+                value = str(value).lower()  # a config file written before "auto": WorkerSettings maps it
             values[key] = _check_value(f"{source}: {name}.{key}", fields[key], value, defaults[key])
         sections[name] = cls(**values)
     return Settings(**sections)
