@@ -38,14 +38,18 @@ class UnloadModel(_message.Message):
     def __init__(self, model_key: _Optional[str] = ...) -> None: ...
 
 class InferRequest(_message.Message):
-    __slots__ = ("model_key", "inputs", "outputs")
+    __slots__ = ("model_key", "inputs", "outputs", "output_region_offset", "output_region_length")
     MODEL_KEY_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_REGION_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_REGION_LENGTH_FIELD_NUMBER: _ClassVar[int]
     model_key: str
     inputs: _containers.RepeatedCompositeFieldContainer[Tensor]
     outputs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model_key: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., outputs: _Optional[_Iterable[str]] = ...) -> None: ...
+    output_region_offset: int
+    output_region_length: int
+    def __init__(self, model_key: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., outputs: _Optional[_Iterable[str]] = ..., output_region_offset: _Optional[int] = ..., output_region_length: _Optional[int] = ...) -> None: ...
 
 class Ping(_message.Message):
     __slots__ = ()
@@ -66,16 +70,18 @@ class ToWorker(_message.Message):
     def __init__(self, id: _Optional[int] = ..., load: _Optional[_Union[LoadModel, _Mapping]] = ..., infer: _Optional[_Union[InferRequest, _Mapping]] = ..., unload: _Optional[_Union[UnloadModel, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("pid", "onnxruntime_version", "confinement", "input_region_bytes")
+    __slots__ = ("pid", "onnxruntime_version", "confinement", "input_region_bytes", "output_region_bytes")
     PID_FIELD_NUMBER: _ClassVar[int]
     ONNXRUNTIME_VERSION_FIELD_NUMBER: _ClassVar[int]
     CONFINEMENT_FIELD_NUMBER: _ClassVar[int]
     INPUT_REGION_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_REGION_BYTES_FIELD_NUMBER: _ClassVar[int]
     pid: int
     onnxruntime_version: str
     confinement: _containers.RepeatedScalarFieldContainer[str]
     input_region_bytes: int
-    def __init__(self, pid: _Optional[int] = ..., onnxruntime_version: _Optional[str] = ..., confinement: _Optional[_Iterable[str]] = ..., input_region_bytes: _Optional[int] = ...) -> None: ...
+    output_region_bytes: int
+    def __init__(self, pid: _Optional[int] = ..., onnxruntime_version: _Optional[str] = ..., confinement: _Optional[_Iterable[str]] = ..., input_region_bytes: _Optional[int] = ..., output_region_bytes: _Optional[int] = ...) -> None: ...
 
 class ModelLoaded(_message.Message):
     __slots__ = ("model_key", "providers")
@@ -134,7 +140,7 @@ class FromWorker(_message.Message):
     def __init__(self, id: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., loaded: _Optional[_Union[ModelLoaded, _Mapping]] = ..., result: _Optional[_Union[InferResult, _Mapping]] = ..., error: _Optional[_Union[WorkerError, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ...) -> None: ...
 
 class SpawnWorker(_message.Message):
-    __slots__ = ("tenant", "worker_id", "intra_op_threads", "uid", "gid", "profile", "unsafe_no_sandbox", "devices", "environment", "gpu", "allow_cpu_fallback", "input_region_bytes")
+    __slots__ = ("tenant", "worker_id", "intra_op_threads", "uid", "gid", "profile", "unsafe_no_sandbox", "devices", "environment", "gpu", "allow_cpu_fallback", "input_region_bytes", "output_region_bytes")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +160,7 @@ class SpawnWorker(_message.Message):
     GPU_FIELD_NUMBER: _ClassVar[int]
     ALLOW_CPU_FALLBACK_FIELD_NUMBER: _ClassVar[int]
     INPUT_REGION_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_REGION_BYTES_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     worker_id: str
     intra_op_threads: int
@@ -166,7 +173,8 @@ class SpawnWorker(_message.Message):
     gpu: bool
     allow_cpu_fallback: bool
     input_region_bytes: int
-    def __init__(self, tenant: _Optional[str] = ..., worker_id: _Optional[str] = ..., intra_op_threads: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., profile: _Optional[_Union[Profile, _Mapping]] = ..., unsafe_no_sandbox: _Optional[bool] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., environment: _Optional[_Mapping[str, str]] = ..., gpu: _Optional[bool] = ..., allow_cpu_fallback: _Optional[bool] = ..., input_region_bytes: _Optional[int] = ...) -> None: ...
+    output_region_bytes: int
+    def __init__(self, tenant: _Optional[str] = ..., worker_id: _Optional[str] = ..., intra_op_threads: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., profile: _Optional[_Union[Profile, _Mapping]] = ..., unsafe_no_sandbox: _Optional[bool] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., environment: _Optional[_Mapping[str, str]] = ..., gpu: _Optional[bool] = ..., allow_cpu_fallback: _Optional[bool] = ..., input_region_bytes: _Optional[int] = ..., output_region_bytes: _Optional[int] = ...) -> None: ...
 
 class Device(_message.Message):
     __slots__ = ("name", "major", "minor")

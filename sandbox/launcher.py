@@ -80,8 +80,8 @@ WORKER_ENV = {
 }
 
 # The worker's body: its socket, the spawn request, the confinement report, and its input
-# region's descriptor (-1 when it has none).
-Body = Callable[[socket.socket, pb.SpawnWorker, list[str], int], int]
+# and output regions' descriptors (-1 when it has none).
+Body = Callable[[socket.socket, pb.SpawnWorker, list[str], int, int], int]
 
 
 def thread_count() -> int:
@@ -98,7 +98,9 @@ def thread_names() -> list[str]:
     return sorted(names)
 
 
-def serve_worker(sock: socket.socket, spawn: pb.SpawnWorker, report: list[str], region_fd: int = -1) -> int:
+def serve_worker(
+    sock: socket.socket, spawn: pb.SpawnWorker, report: list[str], region_fd: int = -1, output_region_fd: int = -1
+) -> int:
     """The production body: the worker's frame loop, with the strict filter after warm-up."""
     warmup = None
     if "seccomp" in confine.layer_names(report):
@@ -116,6 +118,8 @@ def serve_worker(sock: socket.socket, spawn: pb.SpawnWorker, report: list[str], 
             allow_cpu_fallback=spawn.allow_cpu_fallback,
             region_fd=region_fd,
             region_bytes=spawn.input_region_bytes,
+            output_region_fd=output_region_fd,
+            output_region_bytes=spawn.output_region_bytes,
         )
 
 
@@ -227,7 +231,7 @@ class Launcher:
 
     def _serve_one(self) -> bool:
         try:
-            data, fds, _flags, _addr = socket.recv_fds(self._control, MAX_CONTROL_PACKET, 2)
+            data, fds, _flags, _addr = socket.recv_fds(self._control, MAX_CONTROL_PACKET, 3)
         except InterruptedError:
             return True
         if not data:
@@ -238,8 +242,10 @@ class Launcher:
             self._stop(request.stop.pid)
             return True
         problem = ""
-        # A socket, then the input region's memfd when the request has one.
-        expected = 2 if case == "spawn" and request.spawn.input_region_bytes else 1
+        # A socket, then the input region's memfd and the output region's, each when the
+        # request has one.
+        regions = (request.spawn.input_region_bytes, request.spawn.output_region_bytes) if case == "spawn" else (0, 0)
+        expected = 1 + sum(1 for size in regions if size)
         if case != "spawn" or len(fds) != expected:
             problem = f"expected a spawn request with {expected} fds, got {case!r} with {len(fds)} fds"
         elif (threads := thread_count()) > self._baseline_threads:
@@ -257,7 +263,9 @@ class Launcher:
             self._send(pb.FromLauncher(id=request.id, error=pb.LauncherError(detail=problem)))
             return True
         try:
-            pid = self._fork_worker(request.spawn, fds[0], fds[1] if len(fds) > 1 else -1)
+            given = iter(fds[1:])
+            region_fd, output_fd = (next(given) if size else -1 for size in regions)
+            pid = self._fork_worker(request.spawn, fds[0], region_fd, output_fd)
         except Exception as exc:  # noqa: BLE001 - reported to the supervisor, which refuses the call
             self._send(pb.FromLauncher(id=request.id, error=pb.LauncherError(detail=f"{type(exc).__name__}: {exc}")))
             return True
@@ -277,14 +285,14 @@ class Launcher:
             return f"refusing to run a worker as uid {spawn.uid} gid {spawn.gid}"
         return ""
 
-    def _fork_worker(self, spawn: pb.SpawnWorker, fd: int, region_fd: int = -1) -> int:
-        keep = [fd] if region_fd < 0 else [fd, region_fd]
+    def _fork_worker(self, spawn: pb.SpawnWorker, fd: int, region_fd: int = -1, output_fd: int = -1) -> int:
+        keep = [f for f in (fd, region_fd, output_fd) if f >= 0]
         if spawn.unsafe_no_sandbox:
             pid = os.fork()
             if pid == 0:
                 status = 1
                 try:
-                    status = self._unconfined_child(spawn, fd, region_fd)
+                    status = self._unconfined_child(spawn, fd, region_fd, output_fd)
                 finally:
                     os._exit(status)
             self._children.add(pid)
@@ -304,7 +312,7 @@ class Launcher:
 
         def body(report: list[str]) -> int:
             _prctl.set_name(f"ire-w-{spawn.tenant}")
-            return self._body(socket.socket(fileno=fd), spawn, report, region_fd)
+            return self._body(socket.socket(fileno=fd), spawn, report, region_fd, output_fd)
 
         def on_failure(detail: str) -> None:
             error = pb.FromWorker(error=pb.WorkerError(code=pb.WorkerError.INTERNAL, detail=detail))
@@ -320,7 +328,7 @@ class Launcher:
         self._groups[pid] = group
         return pid
 
-    def _unconfined_child(self, spawn: pb.SpawnWorker, fd: int, region_fd: int = -1) -> int:
+    def _unconfined_child(self, spawn: pb.SpawnWorker, fd: int, region_fd: int = -1, output_fd: int = -1) -> int:
         """The unsafe mode's worker: the launcher's own privileges, no layer at all."""
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -329,7 +337,7 @@ class Launcher:
         _prctl.die_with_parent(os.getppid())
         _prctl.set_name(f"ire-w-{spawn.tenant}")
         os.environ.update(spawn.environment)  # checked by gpu_problem before the fork
-        return self._body(socket.socket(fileno=fd), spawn, [], region_fd)
+        return self._body(socket.socket(fileno=fd), spawn, [], region_fd, output_fd)
 
     def _stop(self, pid: int) -> None:
         if pid in self._children:

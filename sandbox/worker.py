@@ -56,10 +56,13 @@ class Worker:
         gpu: bool = False,
         allow_cpu_fallback: bool = False,
         region: mmap.mmap | None = None,
+        output_region: mmap.mmap | None = None,
     ) -> None:
         self._sessions: dict[str, ort.InferenceSession] = {}
         # The input region the supervisor writes large inputs into, mapped read-only.
         self._region = region
+        # The output region large outputs are written into (when the request gives a range).
+        self._output_region = output_region
         self._threads = intra_op_threads
         self._confinement = confinement
         self._gpu = gpu
@@ -81,6 +84,7 @@ class Worker:
                 onnxruntime_version=ort.__version__,
                 confinement=self._confinement,
                 input_region_bytes=len(self._region) if self._region is not None else 0,
+                output_region_bytes=len(self._output_region) if self._output_region is not None else 0,
             ),
         )
 
@@ -136,9 +140,19 @@ class Worker:
         # Built in place: appending a finished Tensor, then wrapping the result, copies both.
         reply = pb.FromWorker()
         outputs = reply.result.outputs
+        place = self._output_range(request)
         for name, array in zip(names, arrays, strict=True):
-            _fill_tensor(outputs.add(), name, np.asarray(array))
+            place = _fill_tensor(outputs.add(), name, np.asarray(array), self._output_region, place)
         return reply
+
+    def _output_range(self, request: pb.InferRequest) -> tuple[int, int] | None:
+        """[start, end) of the output region this request may write, if it gave one that fits."""
+        length = request.output_region_length
+        region = self._output_region
+        if not length or region is None:
+            return None
+        start = request.output_region_offset
+        return (start, start + length) if start + length <= len(region) else None
 
 
 def _error(code: pb.WorkerError.Code, detail: str) -> pb.FromWorker:
@@ -164,24 +178,46 @@ def _to_array(tensor: pb.Tensor, region: mmap.mmap | None = None) -> np.ndarray:
         raise _BadRequestError(f"input {tensor.name!r}: {exc}") from exc
 
 
-def _fill_tensor(tensor: pb.Tensor, name: str, array: np.ndarray) -> None:
+def _fill_tensor(
+    tensor: pb.Tensor,
+    name: str,
+    array: np.ndarray,
+    region: mmap.mmap | None = None,
+    place: tuple[int, int] | None = None,
+) -> tuple[int, int] | None:
+    """Fill ``tensor`` with ``array``: into ``place`` ([start, end) of ``region``) when it
+    fits there, with one copy, else into ``data``. Returns what is left of ``place``."""
     datatype = NUMPY_TO_OIP.get(array.dtype)
     if datatype is None:
         raise _BadRequestError(f"output {name!r} has dtype {array.dtype}, which OIP cannot carry")
     tensor.name = name
     tensor.datatype = datatype
     tensor.shape.extend(array.shape)
-    tensor.data = np.ascontiguousarray(array, dtype=OIP_TO_NUMPY[datatype]).tobytes()
+    dtype = OIP_TO_NUMPY[datatype]
+    nbytes = array.size * dtype.itemsize
+    if region is not None and place is not None and 0 < nbytes <= place[1] - place[0]:
+        start = place[0]
+        np.copyto(np.frombuffer(region, dtype=dtype, count=array.size, offset=start).reshape(array.shape), array)
+        tensor.region_offset, tensor.region_length = start, nbytes
+        return _align(start + nbytes), place[1]
+    tensor.data = np.ascontiguousarray(array, dtype=dtype).tobytes()
+    return place
 
 
-def _map_region(fd: int, size: int) -> mmap.mmap | None:
-    """The input region, read-only; None without one, or when its size is not ``size``."""
+def _align(offset: int) -> int:
+    """The next cache-line boundary: outputs in the region start on one, as inputs do."""
+    return (offset + 63) & ~63
+
+
+def _map_region(fd: int, size: int, *, writable: bool = False) -> mmap.mmap | None:
+    """A region (read-only: the input region; ``writable``: the output region); None
+    without one, or when its size is not ``size``."""
     if fd < 0:
         return None
     try:
         if size <= 0 or os.fstat(fd).st_size != size:
             return None
-        return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+        return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0))
     except (OSError, ValueError):
         return None
     finally:
@@ -256,17 +292,28 @@ def serve(
     allow_cpu_fallback: bool = False,
     region_fd: int = -1,
     region_bytes: int = 0,
+    output_region_fd: int = -1,
+    output_region_bytes: int = 0,
 ) -> int:
     """Answer frames on ``sock`` until the supervisor closes it; return an exit status.
 
     ``after_warmup`` runs once, right after the first successful inference has been
     answered: by then a model is loaded and has run, so the strict seccomp allow-list
     can be loaded without starving ONNX Runtime's first-run set-up. ``region_fd`` is the
-    input region (supervisor/workers/region.py), mapped here read-only; its size, or 0
-    when it could not be mapped, goes back in the hello.
+    input region (supervisor/workers/region.py), mapped here read-only; ``output_region_fd``
+    the output region, mapped for writing. Their sizes, or 0 when one could not be mapped,
+    go back in the hello.
     """
     region = _map_region(region_fd, region_bytes)
-    worker = Worker(intra_op_threads, confinement, gpu=gpu, allow_cpu_fallback=allow_cpu_fallback, region=region)
+    output_region = _map_region(output_region_fd, output_region_bytes, writable=True)
+    worker = Worker(
+        intra_op_threads,
+        confinement,
+        gpu=gpu,
+        allow_cpu_fallback=allow_cpu_fallback,
+        region=region,
+        output_region=output_region,
+    )
     write_frame(sock, worker.hello().SerializeToString())
     frames = FrameReader(sock, MAX_INBOUND_FRAME)
     replies: list[bytes] = []

@@ -222,11 +222,20 @@ class InferenceService:
             load = lambda: self._load_bytes(model)  # noqa: E731 - called only when the worker lacks the model
             if batchable and self._batcher is not None and (rows := decoded.rows):
                 put_aside_back(message, decoded.aside)  # merged runs concatenate the bytes
-                result, shared = await self._batcher.infer(caller.principal.tenant, model.sha256, load, message, rows)
+                result, shared = await self._batcher.infer(
+                    caller.principal.tenant, model.sha256, load, message, rows, decoded.output_bytes
+                )
                 if shared > 1:
                     record.detail["dynamic_batch"] = shared  # calls of this tenant in the same run
             else:
-                result = await self._pool.infer(caller.principal.tenant, model.sha256, load, message, decoded.aside)
+                result = await self._pool.infer(
+                    caller.principal.tenant,
+                    model.sha256,
+                    load,
+                    message,
+                    decoded.aside,
+                    output_bytes=decoded.output_bytes,
+                )
             response, output_sha256 = checked_response(
                 request,
                 model.version,

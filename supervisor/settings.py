@@ -111,6 +111,13 @@ class WorkerSettings:
     input_region: bool = True
     input_region_bytes: int = 32 * MiB
     input_region_min_bytes: int = 64 * 1024
+    # A call whose outputs the model's metadata puts at output_region_min_bytes or more
+    # gets a range of the worker's output region, shared memory the worker writes its
+    # outputs into and the supervisor copies them out of once, instead of through frames.
+    # Its pages are the worker's memory (it writes them first): output_region_bytes each.
+    output_region: bool = True
+    output_region_bytes: int = 32 * MiB
+    output_region_min_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
         # true and false are the values this key took before "auto" existed.

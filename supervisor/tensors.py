@@ -55,6 +55,11 @@ class DecodedRequest(NamedTuple):
     # The first dimension every input shares (the rows dynamic batching may stack), 0 if
     # they do not share one.
     rows: int = 0
+    # What the requested outputs will come to, as far as the model's metadata says: the
+    # bytes of each whose shape is fixed, or fixed but for a first dimension of ``rows``.
+    # An estimate (the worker's reply is checked as ever); the worker's connection gives a
+    # call expecting enough a range of its output region (supervisor/workers/region.py).
+    output_bytes: int = 0
 
     @property
     def inputs(self) -> Sequence[worker_pb2.Tensor]:
@@ -64,7 +69,7 @@ class DecodedRequest(NamedTuple):
 class _Spec:
     """What checking a tensor against its TensorSpec needs, worked out once per model."""
 
-    __slots__ = ("datatype", "fixed", "itemsize", "rank", "spec")
+    __slots__ = ("datatype", "fixed", "fixed_bytes", "itemsize", "rank", "row_bytes", "spec")
 
     def __init__(self, spec: TensorSpec) -> None:
         self.spec = spec
@@ -73,6 +78,12 @@ class _Spec:
         self.fixed = tuple((i, d) for i, d in enumerate(spec.shape) if d != -1)
         dtype = OIP_TO_NUMPY.get(spec.datatype)
         self.itemsize = dtype.itemsize if dtype is not None else 0
+        # The tensor's bytes when its shape is fixed; a row's when only the first dimension
+        # is not. 0 when the metadata does not say.
+        shape = spec.shape
+        self.fixed_bytes = math.prod(shape) * self.itemsize if -1 not in shape else 0
+        rest = shape[1:]
+        self.row_bytes = math.prod(rest) * self.itemsize if shape and shape[0] == -1 and -1 not in rest else 0
 
     def fits(self, shape: list[int]) -> bool:
         """``shape`` has the spec's rank and its fixed sizes (dimensions are checked >= 0 apart)."""
@@ -218,7 +229,12 @@ def decode_request(
             rows = 0
     wanted = _requested_outputs(request, outputs)
     infer.outputs.extend(wanted)
-    return DecodedRequest(message, wanted, batch, digest.hexdigest(), tuple(aside), rows)
+    out_plan = _plan(outputs)
+    output_bytes = 0
+    for name in wanted:
+        entry = out_plan[name]
+        output_bytes += entry.fixed_bytes + entry.row_bytes * rows
+    return DecodedRequest(message, wanted, batch, digest.hexdigest(), tuple(aside), rows, output_bytes)
 
 
 def put_aside_back(message: worker_pb2.ToWorker, aside: Sequence[tuple[int, bytes]]) -> None:

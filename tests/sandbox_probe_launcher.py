@@ -25,7 +25,9 @@ from sandbox.framing import read_frame, write_frame
 from tests import sandbox_probes
 
 
-def probe_body(sock: socket.socket, _spawn: pb.SpawnWorker, report: list[str], _region_fd: int = -1) -> int:
+def probe_body(
+    sock: socket.socket, _spawn: pb.SpawnWorker, report: list[str], _region_fd: int = -1, _output_fd: int = -1
+) -> int:
     write_frame(sock, json.dumps({"report": report}).encode())
     payload = read_frame(sock, 1 << 20)
     if payload is None:

@@ -48,15 +48,19 @@ class FakeWorker:
 
     def __init__(self) -> None:
         self.runs: list[tuple[str, int]] = []  # (tenant, rows) per run
+        self.output_bytes: list[int] = []  # what each run's outputs were expected to come to
         self.gate = asyncio.Event()
         self.refuse_rows_with: float | None = None  # a value the "model" rejects
         self.cut_outputs = True
         self.fail: BaseException | None = None
 
-    async def infer(self, tenant: str, key: str, load: Callable[[], bytes], request: pb.ToWorker) -> pb.InferResult:
+    async def infer(
+        self, tenant: str, key: str, load: Callable[[], bytes], request: pb.ToWorker, *, output_bytes: int = 0
+    ) -> pb.InferResult:
         tensor = request.infer.inputs[0]
         x = np.frombuffer(tensor.data, dtype=np.float32).reshape(tuple(tensor.shape))
         self.runs.append((tenant, x.shape[0]))
+        self.output_bytes.append(output_bytes)
         await self.gate.wait()
         if self.fail is not None:
             raise self.fail
@@ -97,6 +101,27 @@ def test_waiting_calls_merge_into_one_run_and_each_gets_its_own_rows() -> None:
         assert [rows for _, rows in worker.runs] == [1, 11]  # the first alone, the nine that waited together
         assert sorted(shared for _, shared in answers) == [1] + [9] * 9  # type: ignore[index]
         assert batcher.merged_runs == 1
+
+    asyncio.run(main())
+
+
+def test_a_merged_run_expects_the_outputs_of_all_its_calls() -> None:
+    # The worker's connection sizes the output-region range it gives a run by this figure:
+    # one call's would leave the other calls' outputs to the frame.
+    async def main() -> None:
+        worker = FakeWorker()
+        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1)
+        expected = [100, 200, 300, 400]
+        tasks = [
+            asyncio.create_task(batcher.infer("acme", "m", lambda: b"", _request(x), 1, output_bytes=b))
+            for x, b in zip(_inputs(4), expected, strict=True)
+        ]
+        for _ in range(5):
+            await asyncio.sleep(0)
+        worker.gate.set()
+        await asyncio.gather(*tasks)
+        assert [rows for _, rows in worker.runs] == [1, 3]
+        assert worker.output_bytes == [100, 900]
 
     asyncio.run(main())
 

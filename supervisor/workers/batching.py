@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import structlog
 
@@ -43,8 +43,13 @@ log = structlog.get_logger(__name__)
 
 __all__ = ["Batcher", "stackable"]
 
-# (tenant, model key, model bytes, a worker message with its infer request) -> InferResult
-Infer = Callable[[str, str, Callable[[], bytes], pb.ToWorker], Any]
+
+class Infer(Protocol):
+    """How a run reaches the worker: ``WorkerPool.infer``."""
+
+    def __call__(
+        self, tenant: str, key: str, load: Callable[[], bytes], request: pb.ToWorker, *, output_bytes: int = 0
+    ) -> Awaitable[pb.InferResult]: ...
 
 
 def stackable(input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]]) -> bool:
@@ -56,6 +61,7 @@ def stackable(input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Seq
 class _Call:
     request: pb.ToWorker
     rows: int
+    output_bytes: int
     future: asyncio.Future[WorkerOutputs]
     queued_at: float
     queue_seconds: float = -1.0
@@ -80,14 +86,15 @@ class Batcher:
         self.merged_runs = 0  # runs that carried more than one call, for tests and metrics
 
     async def infer(
-        self, tenant: str, key: str, load: Callable[[], bytes], request: pb.ToWorker, rows: int
+        self, tenant: str, key: str, load: Callable[[], bytes], request: pb.ToWorker, rows: int, output_bytes: int = 0
     ) -> tuple[WorkerOutputs, int]:
         """Run ``request`` (an infer message, ``rows`` rows, stackable) alone or with others of its kind.
+        ``output_bytes``: what its outputs are expected to come to (a merged run expects the sum).
 
         Returns the call's result and the number of calls in the run that produced it.
         """
         if rows < 1 or rows > self._max_rows or (tenant, key) in self._unstackable:
-            result: WorkerOutputs = await self._infer(tenant, key, load, request)
+            result: WorkerOutputs = await self._infer(tenant, key, load, request, output_bytes=output_bytes)
             return result, 1
         infer = request.infer
         inputs = tuple((t.name, t.datatype, tuple(t.shape[1:])) for t in infer.inputs)
@@ -98,12 +105,12 @@ class Batcher:
         if group.in_flight == 0 and not group.waiting:
             group.in_flight += 1
             try:
-                result = await self._infer(tenant, key, load, request)
+                result = await self._infer(tenant, key, load, request, output_bytes=output_bytes)
                 return result, 1
             finally:
                 group.in_flight -= 1
                 self._next(gkey, group, load)
-        call = _Call(request, rows, asyncio.get_running_loop().create_future(), time.perf_counter())
+        call = _Call(request, rows, output_bytes, asyncio.get_running_loop().create_future(), time.perf_counter())
         group.waiting.append(call)
         group.waiting_rows += rows
         self._next(gkey, group, load)  # a full run need not wait
@@ -149,7 +156,13 @@ class Batcher:
                 return
             sent = time.perf_counter()
             try:
-                merged = await self._infer(tenant, key, load, _merge([c.request for c in calls], rows))
+                merged = await self._infer(
+                    tenant,
+                    key,
+                    load,
+                    _merge([c.request for c in calls], rows),
+                    output_bytes=sum(c.output_bytes for c in calls),
+                )
             except InvalidInputError:
                 # The model refused the merged input: find the call it refuses, alone.
                 await asyncio.gather(*(self._settle(c, tenant, key, load) for c in calls))
@@ -184,7 +197,7 @@ class Batcher:
         """Run one waiting call on its own; its outcome goes to its caller."""
         started = time.perf_counter()
         try:
-            result = await self._infer(tenant, key, load, call.request)
+            result = await self._infer(tenant, key, load, call.request, output_bytes=call.output_bytes)
         except Exception as exc:  # noqa: BLE001 - the caller maps it, as if it had run the call itself
             if not call.future.done():
                 call.future.set_exception(exc)

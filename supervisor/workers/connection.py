@@ -31,7 +31,7 @@ from protos import worker_pb2 as pb
 from sandbox.errors import FrameError
 from sandbox.framing import HEADER, encode_frame, parse_header
 from supervisor.errors import WorkerCrashedError, WorkerProtocolError, WorkerStartError
-from supervisor.workers.region import InputRegion
+from supervisor.workers.region import InputRegion, OutputRegion
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +76,11 @@ class WorkerConnection(asyncio.Protocol):
         self._region: InputRegion | None = None
         self._region_min = 0
         self._ranges: dict[int, list[int]] = {}
+        # The worker's output region, and the range (start, length) each call in flight (or
+        # abandoned) gave the worker for its outputs.
+        self._output_region: OutputRegion | None = None
+        self._output_min = 0
+        self._output_ranges: dict[int, tuple[int, int]] = {}
 
     @classmethod
     async def open(cls, pid: int, sock: socket.socket, max_frame_bytes: int, timeout: float) -> WorkerConnection:
@@ -103,6 +108,10 @@ class WorkerConnection(asyncio.Protocol):
     def use_region(self, region: InputRegion, min_bytes: int) -> None:
         """Send input tensors of at least ``min_bytes`` through ``region`` from now on."""
         self._region, self._region_min = region, min_bytes
+
+    def use_output_region(self, region: OutputRegion, min_bytes: int) -> None:
+        """Give a call whose outputs come to ``min_bytes`` or more a range of ``region``."""
+        self._output_region, self._output_min = region, min_bytes
 
     @property
     def alive(self) -> bool:
@@ -181,6 +190,13 @@ class WorkerConnection(asyncio.Protocol):
         self._unanswered = False
         if self._ranges:
             self._give_back(message.id)
+        if self._output_ranges and (given := self._output_ranges.pop(message.id, None)) is not None:
+            problem = self._copy_out(message, given)
+            if self._output_region is not None:
+                self._output_region.give_back(given[0])
+            if problem:
+                self._fail(WorkerProtocolError(f"worker {self.pid} {problem}"))
+                return
         future = self._pending.pop(message.id, None)
         if future is None:
             if message.id in self._abandoned:
@@ -209,6 +225,25 @@ class WorkerConnection(asyncio.Protocol):
         if ranges is not None and self._region is not None:
             for start in ranges:
                 self._region.give_back(start)
+
+    def _copy_out(self, message: pb.FromWorker, given: tuple[int, int]) -> str:
+        """Copy the outputs the worker wrote into the range ``given`` into their tensors,
+        before anything reads them: the worker may write there again at any time, and only
+        the copy is checked and answered with. What is wrong with the reply, or ''."""
+        region = self._output_region
+        if region is None or message.WhichOneof("body") != "result":
+            return ""
+        start, end = given[0], given[0] + given[1]
+        for tensor in message.result.outputs:
+            length = tensor.region_length
+            if not length:
+                continue
+            offset = tensor.region_offset
+            if offset < start or offset + length > end or tensor.data:
+                return f"wrote output {tensor.name!r} at {offset}+{length}, outside its range {start}+{given[1]}"
+            tensor.data = region.read(offset, length)
+            tensor.region_offset = tensor.region_length = 0
+        return ""
 
     def _into_region(self, call_id: int, message: pb.ToWorker, aside: Sequence[tuple[int, bytes]]) -> None:
         """Large inputs into the input region where they fit, the rest into the frame:
@@ -242,11 +277,13 @@ class WorkerConnection(asyncio.Protocol):
             self._closed = exc
             if isinstance(exc, WorkerProtocolError):
                 log.warning("worker broke the protocol", pid=self.pid, error=str(exc))
-            # The worker is gone or cut off: nothing reads the region any more.
+            # The worker is gone or cut off: nothing uses its regions any more.
             self._ranges.clear()
-            if self._region is not None:
-                self._region.close()
-                self._region = None
+            self._output_ranges.clear()
+            for region in (self._region, self._output_region):
+                if region is not None:
+                    region.close()
+            self._region = self._output_region = None
         self._close_transport()
         self._partial.clear()
         first, self._first = self._first, None
@@ -259,10 +296,13 @@ class WorkerConnection(asyncio.Protocol):
         self._wake_writers(WorkerCrashedError(f"worker {self.pid} is gone"))
 
     async def request(
-        self, message: pb.ToWorker, timeout: float, aside: Sequence[tuple[int, bytes]] = ()
+        self, message: pb.ToWorker, timeout: float, aside: Sequence[tuple[int, bytes]] = (), output_bytes: int = 0
     ) -> pb.FromWorker:
         """Send ``message`` and wait for its reply. ``aside``: (input index, bytes) of inputs
-        left out of ``message``, written into the input region when they fit, else into it."""
+        left out of ``message``, written into the input region when they fit, else into it.
+        ``output_bytes``: what the outputs of an infer ``message`` are expected to come to;
+        from the output region's threshold up, the call gets a range of that region for
+        them, and the reply's outputs are copied out of it before it is returned."""
         if self._closed is not None:
             raise WorkerCrashedError(f"worker {self.pid} is gone")
         message.id = call_id = next(self._ids)
@@ -275,6 +315,11 @@ class WorkerConnection(asyncio.Protocol):
         try:
             if aside or (self._region is not None and message.HasField("infer")):
                 self._into_region(call_id, message, aside)
+            if output_bytes >= self._output_min and self._output_region is not None and message.HasField("infer"):
+                start = self._output_region.reserve(output_bytes)
+                if start is not None:
+                    self._output_ranges[call_id] = (start, output_bytes)
+                    message.infer.output_region_offset, message.infer.output_region_length = start, output_bytes
             if not self._outbox and not self._unanswered:
                 loop.call_soon(self._flush)
             self._outbox.append(encode_frame(message.SerializeToString()))

@@ -22,7 +22,7 @@ from protos import worker_pb2 as pb
 from sandbox.profile import Profile
 from supervisor.errors import WorkerStartError
 from supervisor.gpu.devices import WorkerGpu
-from supervisor.workers.region import InputRegion
+from supervisor.workers.region import InputRegion, OutputRegion
 
 log = structlog.get_logger(__name__)
 
@@ -149,13 +149,15 @@ class LauncherClient:
         allow_cpu_fallback: bool = False,
         unsafe_no_sandbox: bool = False,
         region: InputRegion | None = None,
+        output_region: OutputRegion | None = None,
     ) -> tuple[int, socket.socket]:
         """Fork a worker for ``tenant``; return its pid and the supervisor's end of its socket.
 
         Without ``profile`` (and ``unsafe_no_sandbox``) the launcher refuses the spawn. With
         ``gpu`` the worker gets that slice's devices and environment and loads models on
         CUDA; ``allow_cpu_fallback`` lets it keep a model ORT could only place on CPU. With
-        ``region`` the worker gets that input region's descriptor (supervisor/workers/region.py).
+        ``region`` and ``output_region`` the worker gets those regions' descriptors
+        (supervisor/workers/region.py).
         """
         if self._process.poll() is not None:
             raise WorkerStartError(f"launcher exited with status {self._process.returncode}")
@@ -174,6 +176,9 @@ class LauncherClient:
         if region is not None:
             spawn.input_region_bytes = region.size
             fds.append(region.take_fd())
+        if output_region is not None:
+            spawn.output_region_bytes = output_region.size
+            fds.append(output_region.take_fd())
         request_id = next(self._ids)
         request = pb.ToLauncher(id=request_id, spawn=spawn)
         future: asyncio.Future[pb.FromLauncher] = asyncio.get_running_loop().create_future()

@@ -46,7 +46,7 @@ from supervisor.gpu.factory import NoGpus
 from supervisor.settings import Settings
 from supervisor.workers.connection import WorkerConnection
 from supervisor.workers.launcher import LauncherClient
-from supervisor.workers.region import InputRegion
+from supervisor.workers.region import InputRegion, OutputRegion
 from supervisor.workers.tenant import TenantInfo, WorkerTenant
 
 log = structlog.get_logger(__name__)
@@ -182,7 +182,7 @@ class WorkerPool:
             worker_id = uuid.uuid4().hex
             # Raises QuotaExceededError (RESOURCE_EXHAUSTED) when no slice can be had.
             assignment = await self._gpu.acquire(slot.tenant, worker_id, info.gpu if info is not None else "")
-            region = self._new_region(slot.tenant)
+            region, output_region = self._new_regions(slot.tenant)
             try:
                 gpu = self._hand_off(slot.tenant, assignment)
                 pid, sock = await self._launcher.spawn(
@@ -196,11 +196,11 @@ class WorkerPool:
                     allow_cpu_fallback=gpu is not None and self._cpu_fallback_allowed(slot.tenant),
                     unsafe_no_sandbox=self._unsafe,
                     region=region,
+                    output_region=output_region,
                 )
             except BaseException:
                 self._gpu.free(worker_id)  # no process was started: nothing can hold the slice
-                if region is not None:
-                    region.close()
+                _close(region, output_region)
                 raise
             self._tenant_of_pid[pid] = slot.tenant
             if assignment is not None:
@@ -213,15 +213,21 @@ class WorkerPool:
                 self._check_confinement(slot.tenant, pid, confinement)
             except BaseException:
                 self._launcher.stop(pid)
-                if region is not None:
-                    region.close()
+                _close(region, output_region)
                 raise
+            hello = conn.hello
             if region is not None:
-                if conn.hello is not None and conn.hello.input_region_bytes == region.size:
+                if hello is not None and hello.input_region_bytes == region.size:
                     conn.use_region(region, cfg.input_region_min_bytes)
                 else:
                     log.warning("worker did not map its input region; its inputs travel in frames", pid=pid)
                     region.close()
+            if output_region is not None:
+                if hello is not None and hello.output_region_bytes == output_region.size:
+                    conn.use_output_region(output_region, cfg.output_region_min_bytes)
+                else:
+                    log.warning("worker did not map its output region; its outputs travel in frames", pid=pid)
+                    output_region.close()
             log.info(
                 "worker started",
                 tenant=slot.tenant,
@@ -235,15 +241,22 @@ class WorkerPool:
             slot.placement = assignment
             return conn
 
-    def _new_region(self, tenant: str) -> InputRegion | None:
+    def _new_regions(self, tenant: str) -> tuple[InputRegion | None, OutputRegion | None]:
+        """The new worker's input and output regions, each where the settings want one."""
         cfg = self._settings.workers
-        if not cfg.input_region:
-            return None
-        try:
-            return InputRegion(cfg.input_region_bytes, f"ire-inputs-{tenant}")
-        except OSError as exc:
-            log.warning("cannot make an input region; the worker's inputs travel in frames", error=str(exc))
-            return None
+        region: InputRegion | None = None
+        output_region: OutputRegion | None = None
+        if cfg.input_region:
+            try:
+                region = InputRegion(cfg.input_region_bytes, f"ire-inputs-{tenant}")
+            except OSError as exc:
+                log.warning("cannot make an input region; the worker's inputs travel in frames", error=str(exc))
+        if cfg.output_region:
+            try:
+                output_region = OutputRegion(cfg.output_region_bytes, f"ire-outputs-{tenant}")
+            except OSError as exc:
+                log.warning("cannot make an output region; the worker's outputs travel in frames", error=str(exc))
+        return region, output_region
 
     @staticmethod
     def _hand_off(tenant: str, assignment: Assignment | None) -> WorkerGpu | None:
@@ -362,11 +375,14 @@ class WorkerPool:
         load: Callable[[], bytes],
         request: pb.ToWorker,
         aside: Sequence[tuple[int, bytes]] = (),
+        *,
+        output_bytes: int = 0,
     ) -> pb.InferResult:
         """Run ``request`` (a message whose ``infer`` is set, built in place: wrapping an
         InferRequest would copy its tensors) on the tenant's worker, loading model ``key``
         first if needed. ``aside`` holds input bytes left out of ``request``
-        (:attr:`supervisor.tensors.DecodedRequest.aside`).
+        (:attr:`supervisor.tensors.DecodedRequest.aside`); ``output_bytes`` is what its
+        outputs are expected to come to (:attr:`~supervisor.tensors.DecodedRequest.output_bytes`).
 
         The time spent before the request reaches the worker (starting it, loading the
         model) is left in :data:`QUEUE_SECONDS` for the caller's metrics.
@@ -387,7 +403,7 @@ class WorkerPool:
             if not ready:
                 await self._ensure_loaded(slot, conn, key, load)
             QUEUE_SECONDS.set(time.perf_counter() - queued)
-            reply = await conn.request(request, slot.timeout, aside)
+            reply = await conn.request(request, slot.timeout, aside, output_bytes)
         except WorkerProtocolError:
             self._kill(conn)
             raise
@@ -417,3 +433,9 @@ class WorkerPool:
         for worker_id in self._worker_of_pid.values():
             self._gpu.free(worker_id)
         self._worker_of_pid.clear()
+
+
+def _close(*regions: InputRegion | OutputRegion | None) -> None:
+    for region in regions:
+        if region is not None:
+            region.close()

@@ -1,23 +1,31 @@
-"""A worker's input region: shared memory the supervisor writes large input tensors into.
+"""A worker's shared-memory regions: large tensors copied once instead of through frames.
 
-Without it a tensor's bytes are copied into the worker's frame, through the socket and
-out of it again. With it the supervisor copies them once, into a region the worker maps,
-and the frame says where they are (``Tensor.region_offset``, ``region_length``).
+Without them a tensor's bytes are copied into a frame, through the socket and out of it
+again, on both sides. Each live worker can have two regions (memfds):
+
+- the **input region** (:class:`InputRegion`): the supervisor copies a large input into
+  it once, and the frame says where it is (``Tensor.region_offset``, ``region_length``);
+- the **output region** (:class:`OutputRegion`): a request whose outputs will be large
+  gets a range of it (``InferRequest.output_region_offset``, ``output_region_length``),
+  the worker writes its outputs there straight from ONNX Runtime's arrays, and the
+  supervisor copies them out once when the reply arrives.
 
 The trust boundary stays where it was:
 
-- the supervisor makes the region (a memfd), maps it, then seals it before the worker
-  gets it: ``F_SEAL_SHRINK`` and ``F_SEAL_GROW``, so the worker cannot change its size and
-  make the supervisor's mapping fault; ``F_SEAL_FUTURE_WRITE``, so no new writable shared
-  mapping of it can be made, and the worker can only read it;
-- the supervisor never reads the region back: outputs still travel in frames and are
-  checked as before;
-- one region per worker, and a worker serves one tenant: what a region holds is that
-  tenant's own inputs.
+- the supervisor makes each region, maps it, then seals it before the worker gets it:
+  ``F_SEAL_SHRINK`` and ``F_SEAL_GROW``, so the worker cannot change its size and make a
+  supervisor mapping fault; the input region also ``F_SEAL_FUTURE_WRITE``, so no new
+  writable shared mapping of it can be made, and the worker can only read it;
+- the supervisor maps the output region read-only and never reads the input region back.
+  An output is copied out of the worker's range when its reply arrives, before any check,
+  and only that copy is checked, digested and answered with: what the worker writes there
+  later changes nothing. A range outside the one the request gave is a protocol violation;
+- one pair of regions per worker, and a worker serves one tenant: what a region holds is
+  that tenant's own tensors.
 
 A range is given back when the call's reply (or a late one) arrives, or when the
 connection ends; the worker reads the frames in order, so ranges come back in the order
-they were taken. When the region is empty the next range starts at its beginning again,
+they were taken. When a region is empty the next range starts at its beginning again,
 so a worker that serves one call at a time keeps only its largest call's bytes resident.
 A tensor that does not fit travels in the frame, as before.
 
@@ -33,25 +41,30 @@ import fcntl
 import mmap
 import os
 
-__all__ = ["InputRegion"]
+__all__ = ["InputRegion", "OutputRegion"]
 
 # Not in Python's fcntl module before 3.12 (linux/fcntl.h): no writable shared mapping
 # can be made once it is set; mappings made before it keep their access.
 F_SEAL_FUTURE_WRITE = 0x0010
-_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | F_SEAL_FUTURE_WRITE | fcntl.F_SEAL_SEAL
-_ALIGN = 64  # each range starts on a cache line (ONNX Runtime prefers aligned inputs)
+_FIXED_SIZE = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+_ALIGN = 64  # each range starts on a cache line (ONNX Runtime prefers aligned tensors)
 
 
-class InputRegion:
-    """One worker's region and its ranges. Event-loop thread only."""
+def align(length: int) -> int:
+    """``length`` rounded up to a whole number of cache lines, as ranges are laid out."""
+    return (length + _ALIGN - 1) & ~(_ALIGN - 1)
 
-    def __init__(self, size: int, name: str = "ire-inputs") -> None:
+
+class _Region:
+    """A sealed memfd mapped here, and the ranges of it in use. Event-loop thread only."""
+
+    def __init__(self, size: int, name: str, prot: int, seals: int) -> None:
         self.size = size
         fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             os.ftruncate(fd, size)
-            self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+            self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, prot)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
         except BaseException:
             os.close(fd)
             raise
@@ -64,7 +77,7 @@ class InputRegion:
         """The memfd, for the spawn request; the caller closes it once it is sent."""
         fd, self._fd = self._fd, None
         if fd is None:
-            raise RuntimeError("the input region's descriptor was already handed over")
+            raise RuntimeError("the region's descriptor was already handed over")
         return fd
 
     @property
@@ -75,14 +88,12 @@ class InputRegion:
         start = self._ranges[0][0]
         return self._head - start if self._head >= start else self.size - start + self._head
 
-    def put(self, data: bytes) -> int | None:
-        """Copy ``data`` into a free range; its offset, or None when none is free."""
-        length = len(data)
-        size = (length + _ALIGN - 1) & ~(_ALIGN - 1)
+    def _take(self, length: int) -> int | None:
+        """A free range of ``length`` bytes, now in use; its offset, or None when none is free."""
+        size = align(length)
         start = self._place(size)
         if start is None:
             return None
-        self._map[start : start + length] = data
         self._ranges.append([start, 0])
         self._head = start + size
         return start
@@ -100,7 +111,7 @@ class InputRegion:
         return head if size <= tail - head else None  # free: [head, tail)
 
     def give_back(self, start: int) -> None:
-        """The range at ``start`` is no longer read by the worker."""
+        """The range at ``start`` is no longer used by the worker."""
         for entry in self._ranges:
             if entry[0] == start and not entry[1]:
                 entry[1] = 1
@@ -117,3 +128,32 @@ class InputRegion:
             self._fd = None
         with contextlib.suppress(BufferError):
             self._map.close()
+
+
+class InputRegion(_Region):
+    """The region the supervisor writes large inputs into; the worker maps it read-only."""
+
+    def __init__(self, size: int, name: str = "ire-inputs") -> None:
+        super().__init__(size, name, mmap.PROT_READ | mmap.PROT_WRITE, _FIXED_SIZE | F_SEAL_FUTURE_WRITE)
+
+    def put(self, data: bytes) -> int | None:
+        """Copy ``data`` into a free range; its offset, or None when none is free."""
+        start = self._take(len(data))
+        if start is not None:
+            self._map[start : start + len(data)] = data
+        return start
+
+
+class OutputRegion(_Region):
+    """The region the worker writes large outputs into; mapped read-only here."""
+
+    def __init__(self, size: int, name: str = "ire-outputs") -> None:
+        super().__init__(size, name, mmap.PROT_READ, _FIXED_SIZE)
+
+    def reserve(self, length: int) -> int | None:
+        """A free range of ``length`` bytes for a request's outputs; its offset, or None."""
+        return self._take(length)
+
+    def read(self, start: int, length: int) -> bytes:
+        """A copy of ``length`` bytes at ``start`` (the caller checked the range)."""
+        return self._map[start : start + length]
