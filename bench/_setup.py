@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.home import Home
-from supervisor.modelgraph.build import build_large_mlp, build_mlp
+from supervisor.modelgraph.build import build_large_mlp, build_mlp, build_tile
 from supervisor.signing.onboard import local_signer, sign_and_register
 
 TENANT = "bench"
@@ -24,6 +24,10 @@ LARGE_LAYERS = 4
 # 4 bytes out, and its run reads the input once, so copying the input is most of its cost.
 WIDE_MODEL = "wide"
 WIDE_WIDTH = 262_144
+# One Tile from 64 inputs to TALL_WIDTH outputs: a call of one row carries 256 bytes in and
+# 1 MiB out, and its run writes the output once, so moving the output is most of its cost.
+TALL_MODEL = "tall"
+TALL_WIDTH = 262_144
 TENANT_PREFIX = "rr"
 # The bench tenant's tier: quotas stay on, with a rate (5,000/s) above what the MLP
 # reaches here, so that figures measure serving rather than the token bucket.
@@ -38,6 +42,7 @@ class BenchHome:
     large_model_path: Path | None = None
     tenant_tokens: tuple[str, ...] = ()
     wide_model_path: Path | None = None
+    tall_model_path: Path | None = None
 
 
 def _write_model(root: Path, name: str, onnx: bytes) -> Path:
@@ -49,14 +54,19 @@ def _write_model(root: Path, name: str, onnx: bytes) -> Path:
 
 
 def make_bench_home(
-    root: Path, token_ttl_seconds: int, large: bool = False, tenants: int = 0, wide: bool = False
+    root: Path, token_ttl_seconds: int, large: bool = False, tenants: int = 0, wide: bool = False, tall: bool = False
 ) -> BenchHome:
     """Create a home under ``root`` (which must not exist yet) holding ``bench/mlp`` version 1,
-    with ``large`` also ``bench/large``, with ``wide`` also ``bench/wide``, and ``tenants``
-    more tenants ``rr000``... each with its own signed copy of the MLP and its own token."""
+    with ``large`` also ``bench/large``, with ``wide`` also ``bench/wide``, with ``tall`` also
+    ``bench/tall``, and ``tenants`` more tenants ``rr000``... each with its own signed copy of
+    the MLP and its own token."""
     model_path = _write_model(root, "model", build_mlp(LAYERS))
     large_path = _write_model(root, "large-model", build_large_mlp(LARGE_HIDDEN, LARGE_LAYERS)) if large else None
     wide_path = _write_model(root, "wide-model", build_mlp((WIDE_WIDTH, 1))) if wide else None
+    tall_path = None
+    if tall:
+        onnx = build_tile(LAYERS[0], TALL_WIDTH // LAYERS[0], input_name="input", output_name="output")
+        tall_path = _write_model(root, "tall-model", onnx)
     names = [f"{TENANT_PREFIX}{i:03d}" for i in range(tenants)]
     home = Home.init(root / "home")
     registry = home.registry()
@@ -68,6 +78,8 @@ def make_bench_home(
             sign_and_register(home, registry, TENANT, LARGE_MODEL, large_path.parent, key, "1")
         if wide_path is not None:
             sign_and_register(home, registry, TENANT, WIDE_MODEL, wide_path.parent, key, "1")
+        if tall_path is not None:
+            sign_and_register(home, registry, TENANT, TALL_MODEL, tall_path.parent, key, "1")
         for name in names:
             registry.create_tenant(name, "standard")
             tenant_model = _write_model(root / "tenants", name, model_path.read_bytes())
@@ -94,4 +106,5 @@ def make_bench_home(
         large_model_path=large_path,
         tenant_tokens=tuple(token(n) for n in names),
         wide_model_path=wide_path,
+        tall_model_path=tall_path,
     )

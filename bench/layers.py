@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +114,14 @@ def render(medians: dict[str, dict[str, Any]], concurrency: int, rounds: int) ->
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None, prog: str, doc: str, concurrency: int = 16) -> argparse.Namespace:
-    """The options of a benchmark that alternates servers (this one and bench.region)."""
+def parse_args(
+    argv: list[str] | None, prog: str, doc: str, concurrency: int = 16, flags: Sequence[tuple[str, str]] = ()
+) -> argparse.Namespace:
+    """The options of a benchmark that alternates servers (this one and bench.region), and
+    its own boolean ``flags`` as (option, help)."""
     p = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    for option, text in flags:
+        p.add_argument(option, action="store_true", help=text)
     p.add_argument("--rounds", type=int, default=3, help="alternations of the servers (default 3)")
     p.add_argument("--duration", type=float, default=4.0, help="measured seconds per run (default 4)")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run (default 1)")
@@ -137,6 +142,7 @@ def alternate(
     render_medians: Callable[[dict[str, dict[str, Any]]], str],
     *,
     wide: bool = False,
+    tall: bool = False,
     model: str = MODEL,
     width: int | None = None,
 ) -> int:
@@ -146,7 +152,7 @@ def alternate(
     workdir = Path(tempfile.mkdtemp(prefix=f"ire-bench-{benchmark}-"))
     runs: dict[str, list[dict[str, Any]]] = {}
     try:
-        home = make_bench_home(workdir / "bench", token_ttl_seconds=3600, wide=wide)
+        home = make_bench_home(workdir / "bench", token_ttl_seconds=3600, wide=wide, tall=tall)
         found = servers(home)
         for round_ in range(args.rounds):
             for name, (command, env, pattern) in found.items():

@@ -1,4 +1,4 @@
-"""Large inputs: what the worker's input region saves, inside the real server, under load.
+"""Large tensors: what the worker's regions save, inside the real server, under load.
 
 A call of the ``wide`` model carries 1 MiB of input and 4 bytes of output, and its run
 reads the input once, so moving the input is most of what a call costs. This runs,
@@ -12,10 +12,15 @@ alternated round after round (concurrency 4 by default):
 - ``ire-malloc``: the same, with glibc's malloc keeping large blocks on its heap
   (docs/operations.md, "Large tensors and glibc's malloc"), an operator's option.
 
-It reports req/s, p50, the ratio to ``ire-frames`` and to the floor, and the CPU per call
-of the server (with its workers). Results go to bench/results/region-<UTC>.json.
+With ``--outputs`` it serves the ``tall`` model instead, 256 bytes in and 1 MiB out (a
+``Tile``), and ``ire-frames`` is ``ire serve`` with ``workers.output_region = false``:
+what the output region saves.
 
-    python -m bench.region [--rounds 3] [--duration 4] [--concurrency 4]
+It reports req/s, p50, the ratio to ``ire-frames`` and to the floor, and the CPU per call
+of the server (with its workers). Results go to bench/results/region-<UTC>.json (or
+region-outputs-<UTC>.json).
+
+    python -m bench.region [--outputs] [--rounds 3] [--duration 4] [--concurrency 4]
 
 Exit status: 0 clean; 1 the benchmark could not run; 3 it ran but some calls failed.
 """
@@ -28,29 +33,32 @@ from pathlib import Path
 from typing import Any
 
 from bench._procs import exit_on_sigterm
-from bench._setup import WIDE_MODEL, WIDE_WIDTH, BenchHome
+from bench._setup import TALL_MODEL, WIDE_MODEL, WIDE_WIDTH, BenchHome
 from bench.layers import FLOOR_PATTERN, IRE_PATTERN, Servers, alternate, parse_args
 from bench.loadgen import TOKEN_ENV
 from bench.tensors import MALLOC_ENV
 
 
-def _servers(model_path: Path, home_root: Path) -> Servers:
+def _servers(model_path: Path, home_root: Path, outputs: bool = False) -> Servers:
     base = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "IRE_HOME")}
     ire_env = dict(base, IRE_HOME=str(home_root), IRE_WORKERS__DYNAMIC_BATCHING="off")
     ire = [sys.executable, "-m", "supervisor", "serve", "--listen", "127.0.0.1:0"]
-    floor = [sys.executable, "-m", "bench.floor_server", "--model", str(model_path), "--name", WIDE_MODEL]
+    model = TALL_MODEL if outputs else WIDE_MODEL
+    floor = [sys.executable, "-m", "bench.floor_server", "--model", str(model_path), "--name", model]
+    frames = {"IRE_WORKERS__OUTPUT_REGION" if outputs else "IRE_WORKERS__INPUT_REGION": "false"}
     return {
         "floor": (floor, base, FLOOR_PATTERN),
-        "ire-frames": (ire, dict(ire_env, IRE_WORKERS__INPUT_REGION="false"), IRE_PATTERN),
+        "ire-frames": (ire, dict(ire_env, **frames), IRE_PATTERN),
         "ire": (ire, ire_env, IRE_PATTERN),
         "ire-malloc": (ire, dict(ire_env, **MALLOC_ENV), IRE_PATTERN),
     }  # fmt: skip
 
 
-def render(medians: dict[str, dict[str, Any]], concurrency: int, rounds: int) -> str:
+def render(medians: dict[str, dict[str, Any]], concurrency: int, rounds: int, outputs: bool = False) -> str:
     floor, frames = medians["floor"]["throughput_rps"], medians["ire-frames"]["throughput_rps"]
+    what = "tall model, 1 MiB out of a call" if outputs else "wide model, 1 MiB in a call"
     lines = [
-        f"wide model, 1 MiB in a call, concurrency {concurrency}, median of {rounds} round(s);",
+        f"{what}, concurrency {concurrency}, median of {rounds} round(s);",
         "srv: CPU µs per call of the server with its workers.",
         "",
         f"{'server':<11} {'req/s':>8} {'p50 ms':>7} {'/frames':>8} {'/floor':>7} {'srv µs':>7} {'errors':>6}",
@@ -65,21 +73,24 @@ def render(medians: dict[str, dict[str, Any]], concurrency: int, rounds: int) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv, "python -m bench.region", __doc__ or "", concurrency=4)
+    outputs_help = "serve the tall model (1 MiB out) and compare the output region with frames"
+    args = parse_args(argv, "python -m bench.region", __doc__ or "", concurrency=4, flags=[("--outputs", outputs_help)])
     exit_on_sigterm()
 
     def servers(home: BenchHome) -> Servers:
-        assert home.wide_model_path is not None
-        return _servers(home.wide_model_path, home.home.root)
+        path = home.tall_model_path if args.outputs else home.wide_model_path
+        assert path is not None
+        return _servers(path, home.home.root, args.outputs)
 
     return alternate(
-        "region",
+        "region-outputs" if args.outputs else "region",
         args,
         servers,
-        lambda medians: render(medians, args.concurrency, args.rounds),
-        wide=True,
-        model=WIDE_MODEL,
-        width=WIDE_WIDTH,
+        lambda medians: render(medians, args.concurrency, args.rounds, args.outputs),
+        wide=not args.outputs,
+        tall=args.outputs,
+        model=TALL_MODEL if args.outputs else WIDE_MODEL,
+        width=None if args.outputs else WIDE_WIDTH,
     )
 
 

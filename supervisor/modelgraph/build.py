@@ -109,6 +109,18 @@ def build_identity(datatype: str, shape: Sequence[int] = (-1, 3)) -> bytes:
     return _model(graph)
 
 
+def build_tile(width: int = 64, times: int = 4096, *, input_name: str = "x", output_name: str = "y") -> bytes:
+    """``Tile`` of FP32 ``x [batch, width]`` ``times`` over along its rows: ``y [batch,
+    width * times]``. A small input and a large output, for the output region's benchmark."""
+    if width < 1 or times < 1:
+        raise ValueError(f"width and times must be positive, got {width} and {times}")
+    graph = pb.GraphProto(name="tile", node=[_node("Tile", [input_name, "repeats"], [output_name])])
+    graph.initializer.append(_tensor("repeats", numpy.array([1, times], dtype="<i8")))
+    graph.input.append(_value(input_name, "FP32", (-1, width)))
+    graph.output.append(_value(output_name, "FP32", (-1, width * times)))
+    return _model(graph)
+
+
 def build_batch_centred(width: int = 4) -> bytes:
     """``y = x - mean(x over the batch)``, FP32 ``[batch, width]``: a model whose rows are
     not independent (a call of one row alone always gets zeros), for dynamic batching tests."""
