@@ -283,11 +283,31 @@ class OutputTensor(Protocol):
 
 
 class WorkerOutputs(Protocol):
-    """A worker's result: ``worker_pb2.InferResult``, or one call's rows of a merged run
-    (supervisor/workers/batching.py), which are checked the same way."""
+    """A worker's result: ``worker_pb2.InferResult``, or :class:`Outputs` (one call's rows
+    of a merged run, supervisor/workers/batching.py; outputs copied out of the worker's
+    output region, supervisor/workers/connection.py), which are checked the same way."""
 
     @property
     def outputs(self) -> Sequence[OutputTensor]: ...
+
+
+class Output(NamedTuple):
+    """One output held as plain bytes; read like a ``worker_pb2.Tensor``."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: bytes
+
+
+class Outputs(NamedTuple):
+    """A worker's result held as plain bytes; read like a ``worker_pb2.InferResult``.
+
+    Named tuples rather than protobuf messages: setting a large output's bytes into a
+    message and reading them back out copies them twice more (about 0.6 ms a MiB here).
+    """
+
+    outputs: list[Output]
 
 
 def check_worker_outputs(

@@ -20,7 +20,7 @@ from supervisor.client import build_request
 from supervisor.errors import WorkerCrashedError
 from supervisor.modelgraph import TensorSpec
 from supervisor.modelgraph.build import build_identity
-from supervisor.tensors import decode_request
+from supervisor.tensors import Output, Outputs, decode_request
 from supervisor.workers.connection import WorkerConnection
 from supervisor.workers.region import OutputRegion
 from tests.conftest import Server, start_server, stop_server
@@ -173,7 +173,7 @@ def _reply(call_id: int, **tensor: object) -> bytes:
 def test_output_is_copied_out_of_the_region_before_the_caller_sees_it() -> None:
     async def case() -> None:
         conn, theirs, region, view = await _with_output_region()
-        call = asyncio.create_task(conn.request(_infer_message(), 5, output_bytes=4096))
+        call = asyncio.create_task(conn.infer(_infer_message(), 5, output_bytes=4096))
         sent = await _sent(theirs)
         assert (sent.infer.output_region_offset, sent.infer.output_region_length) == (0, 4096)
         view[:4096] = b"\x05" * 4096
@@ -181,10 +181,35 @@ def test_output_is_copied_out_of_the_region_before_the_caller_sees_it() -> None:
         reply = await call
         # The worker writes its range again once it has replied: the caller holds a copy.
         view[:4096] = b"\x06" * 4096
-        out = reply.result.outputs[0]
-        assert out.data == b"\x05" * 4096
-        assert (out.region_offset, out.region_length) == (0, 0)
+        assert isinstance(reply, Outputs)
+        assert reply.outputs == [Output("y", "FP32", [1, 1024], b"\x05" * 4096)]
         assert region.in_use == 0 and conn.alive
+        conn.close()
+        theirs.close()
+        view.close()
+
+    asyncio.run(case())
+
+
+def test_outputs_in_the_region_and_in_the_frame_come_back_together_in_order() -> None:
+    async def case() -> None:
+        conn, theirs, _region, view = await _with_output_region()
+        call = asyncio.create_task(conn.infer(_infer_message(), 5, output_bytes=4096))
+        sent = await _sent(theirs)
+        view[:4096] = b"\x05" * 4096
+        result = pb.InferResult(
+            outputs=[
+                pb.Tensor(name="framed", datatype="INT64", shape=[1, 2], data=b"\x09" * 16),
+                pb.Tensor(name="y", datatype="FP32", shape=[1, 1024], region_offset=0, region_length=4096),
+            ]
+        )
+        theirs.sendall(encode_frame(pb.FromWorker(id=sent.id, result=result).SerializeToString()))
+        reply = await call
+        assert isinstance(reply, Outputs)
+        assert reply.outputs == [
+            Output("framed", "INT64", [1, 2], b"\x09" * 16),
+            Output("y", "FP32", [1, 1024], b"\x05" * 4096),
+        ]
         conn.close()
         theirs.close()
         view.close()
@@ -195,11 +220,12 @@ def test_output_is_copied_out_of_the_region_before_the_caller_sees_it() -> None:
 def test_small_outputs_get_no_range_of_the_output_region() -> None:
     async def case() -> None:
         conn, theirs, region, view = await _with_output_region()
-        call = asyncio.create_task(conn.request(_infer_message(), 5, output_bytes=40))
+        call = asyncio.create_task(conn.infer(_infer_message(), 5, output_bytes=40))
         sent = await _sent(theirs)
         assert sent.infer.output_region_length == 0 and region.in_use == 0
         theirs.sendall(_reply(sent.id, data=b"\x02" * 4096))
-        assert (await call).result.outputs[0].data == b"\x02" * 4096
+        reply = await call
+        assert isinstance(reply, pb.FromWorker) and reply.result.outputs[0].data == b"\x02" * 4096
         conn.close()
         theirs.close()
         view.close()
@@ -218,7 +244,7 @@ def test_small_outputs_get_no_range_of_the_output_region() -> None:
 def test_worker_writing_outside_its_output_range_ends_the_connection(offset: int, length: int, data: bytes) -> None:
     async def case() -> None:
         conn, theirs, region, view = await _with_output_region()
-        call = asyncio.create_task(conn.request(_infer_message(), 5, output_bytes=4096))
+        call = asyncio.create_task(conn.infer(_infer_message(), 5, output_bytes=4096))
         sent = await _sent(theirs)
         theirs.sendall(_reply(sent.id, region_offset=offset, region_length=length, data=data))
         with pytest.raises(WorkerCrashedError):
@@ -235,7 +261,7 @@ def test_output_range_is_held_until_the_late_reply_of_an_abandoned_call() -> Non
     async def case() -> None:
         conn, theirs, region, view = await _with_output_region()
         with pytest.raises(TimeoutError):
-            await conn.request(_infer_message(), 0.2, output_bytes=4096)
+            await conn.infer(_infer_message(), 0.2, output_bytes=4096)
         sent = pb.ToWorker.FromString(read_frame(theirs, 1 << 24) or b"")
         assert sent.infer.output_region_length == 4096
         # The worker may still write it: the range is not free yet.

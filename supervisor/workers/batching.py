@@ -30,13 +30,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from protos import worker_pb2 as pb
 from supervisor.errors import InvalidInputError
-from supervisor.tensors import WorkerOutputs
+from supervisor.tensors import Output, Outputs, WorkerOutputs
 from supervisor.workers.pool import QUEUE_SECONDS
 
 log = structlog.get_logger(__name__)
@@ -49,7 +49,7 @@ class Infer(Protocol):
 
     def __call__(
         self, tenant: str, key: str, load: Callable[[], bytes], request: pb.ToWorker, *, output_bytes: int = 0
-    ) -> Awaitable[pb.InferResult]: ...
+    ) -> Awaitable[WorkerOutputs]: ...
 
 
 def stackable(input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]]) -> bool:
@@ -219,28 +219,13 @@ def _merge(requests: list[pb.ToWorker], rows: int) -> pb.ToWorker:
     return merged
 
 
-class _Rows(NamedTuple):
-    """One call's rows of one output of a merged run; read like a ``worker_pb2.Tensor``."""
+def _split(result: WorkerOutputs, counts: list[int], rows: int) -> list[Outputs] | None:
+    """``result`` cut into one result per call, or None when an output is not ``rows`` long.
 
-    name: str
-    datatype: str
-    shape: list[int]
-    data: bytes
-
-
-class _Part(NamedTuple):
-    """One call's share of a merged run's result; read like a ``worker_pb2.InferResult``.
-
-    Named tuples rather than protobuf messages: building a message per call and reading
-    its bytes back out copies each call's output twice more.
+    Each call's share is plain bytes (:class:`~supervisor.tensors.Outputs`): building a
+    message per call and reading its bytes back out would copy each call's output twice more.
     """
-
-    outputs: list[_Rows]
-
-
-def _split(result: pb.InferResult, counts: list[int], rows: int) -> list[_Part] | None:
-    """``result`` cut into one result per call, or None when an output is not ``rows`` long."""
-    parts: list[_Part] = [_Part([]) for _ in counts]
+    parts: list[Outputs] = [Outputs([]) for _ in counts]
     for tensor in result.outputs:
         data, shape = tensor.data, tensor.shape
         if not shape or shape[0] != rows or len(data) % rows:
@@ -250,6 +235,6 @@ def _split(result: pb.InferResult, counts: list[int], rows: int) -> list[_Part] 
         offset = 0
         for part, count in zip(parts, counts, strict=True):
             end = offset + count * row_bytes
-            part.outputs.append(_Rows(name, datatype, [count, *trailing], data[offset:end]))
+            part.outputs.append(Output(name, datatype, [count, *trailing], data[offset:end]))
             offset = end
     return parts

@@ -31,6 +31,7 @@ from protos import worker_pb2 as pb
 from sandbox.errors import FrameError
 from sandbox.framing import HEADER, encode_frame, parse_header
 from supervisor.errors import WorkerCrashedError, WorkerProtocolError, WorkerStartError
+from supervisor.tensors import Output, Outputs
 from supervisor.workers.region import InputRegion, OutputRegion
 
 log = structlog.get_logger(__name__)
@@ -38,7 +39,7 @@ log = structlog.get_logger(__name__)
 _HEADER_SIZE = HEADER.size
 
 
-def _expire(future: asyncio.Future[pb.FromWorker]) -> None:
+def _expire(future: asyncio.Future[pb.FromWorker | Outputs]) -> None:
     """The call's timer: the caller gets TimeoutError; a late reply is dropped."""
     if not future.done():
         future.set_exception(TimeoutError())
@@ -50,7 +51,7 @@ class WorkerConnection(asyncio.Protocol):
         self.hello: pb.Hello | None = None
         self._max = max_frame_bytes
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[pb.FromWorker]] = {}
+        self._pending: dict[int, asyncio.Future[pb.FromWorker | Outputs]] = {}
         # Ids of calls given up by the caller (cancelled or timed out): their late replies
         # are dropped instead of counting as a protocol violation.
         self._abandoned: set[int] = set()
@@ -190,13 +191,16 @@ class WorkerConnection(asyncio.Protocol):
         self._unanswered = False
         if self._ranges:
             self._give_back(message.id)
+        result: pb.FromWorker | Outputs = message
         if self._output_ranges and (given := self._output_ranges.pop(message.id, None)) is not None:
-            problem = self._copy_out(message, given)
+            copied, problem = self._copy_out(message, given)
             if self._output_region is not None:
                 self._output_region.give_back(given[0])
             if problem:
                 self._fail(WorkerProtocolError(f"worker {self.pid} {problem}"))
                 return
+            if copied is not None:
+                result = copied
         future = self._pending.pop(message.id, None)
         if future is None:
             if message.id in self._abandoned:
@@ -205,7 +209,7 @@ class WorkerConnection(asyncio.Protocol):
             self._fail(WorkerProtocolError(f"worker {self.pid} answered unknown request id {message.id}"))
             return
         if not future.done():
-            future.set_result(message)
+            future.set_result(result)
 
     def _wake_writers(self, exc: BaseException | None) -> None:
         waiters, self._drained = self._drained, []
@@ -226,24 +230,28 @@ class WorkerConnection(asyncio.Protocol):
             for start in ranges:
                 self._region.give_back(start)
 
-    def _copy_out(self, message: pb.FromWorker, given: tuple[int, int]) -> str:
-        """Copy the outputs the worker wrote into the range ``given`` into their tensors,
-        before anything reads them: the worker may write there again at any time, and only
-        the copy is checked and answered with. What is wrong with the reply, or ''."""
+    def _copy_out(self, message: pb.FromWorker, given: tuple[int, int]) -> tuple[Outputs | None, str]:
+        """The reply's outputs as plain bytes, those the worker wrote into the range ``given``
+        copied out of it now, before anything reads them: the worker may write there again
+        at any time, and only the copy is checked and answered with. None when no output is
+        in the region; and what is wrong with the reply, or ''."""
         region = self._output_region
         if region is None or message.WhichOneof("body") != "result":
-            return ""
+            return None, ""
         start, end = given[0], given[0] + given[1]
+        outputs: list[Output] = []
+        copied = False
         for tensor in message.result.outputs:
             length = tensor.region_length
             if not length:
+                outputs.append(Output(tensor.name, tensor.datatype, list(tensor.shape), tensor.data))
                 continue
             offset = tensor.region_offset
             if offset < start or offset + length > end or tensor.data:
-                return f"wrote output {tensor.name!r} at {offset}+{length}, outside its range {start}+{given[1]}"
-            tensor.data = region.read(offset, length)
-            tensor.region_offset = tensor.region_length = 0
-        return ""
+                return None, f"wrote output {tensor.name!r} at {offset}+{length}, outside its range {start}+{given[1]}"
+            outputs.append(Output(tensor.name, tensor.datatype, list(tensor.shape), region.read(offset, length)))
+            copied = True
+        return (Outputs(outputs) if copied else None), ""
 
     def _into_region(self, call_id: int, message: pb.ToWorker, aside: Sequence[tuple[int, bytes]]) -> None:
         """Large inputs into the input region where they fit, the rest into the frame:
@@ -296,18 +304,30 @@ class WorkerConnection(asyncio.Protocol):
         self._wake_writers(WorkerCrashedError(f"worker {self.pid} is gone"))
 
     async def request(
-        self, message: pb.ToWorker, timeout: float, aside: Sequence[tuple[int, bytes]] = (), output_bytes: int = 0
+        self, message: pb.ToWorker, timeout: float, aside: Sequence[tuple[int, bytes]] = ()
     ) -> pb.FromWorker:
         """Send ``message`` and wait for its reply. ``aside``: (input index, bytes) of inputs
-        left out of ``message``, written into the input region when they fit, else into it.
-        ``output_bytes``: what the outputs of an infer ``message`` are expected to come to;
-        from the output region's threshold up, the call gets a range of that region for
-        them, and the reply's outputs are copied out of it before it is returned."""
+        left out of ``message``, written into the input region when they fit, else into it."""
+        # Without a range of the output region the reply is always the worker's message.
+        return cast(pb.FromWorker, await self._call(message, timeout, aside, 0))
+
+    async def infer(
+        self, message: pb.ToWorker, timeout: float, aside: Sequence[tuple[int, bytes]] = (), output_bytes: int = 0
+    ) -> pb.FromWorker | Outputs:
+        """:meth:`request` for an infer ``message`` whose outputs are expected to come to
+        ``output_bytes``. From the output region's threshold up the call gets a range of
+        that region for them, and when the worker wrote any there the reply is its result
+        as :class:`~supervisor.tensors.Outputs`, copied out of the region."""
+        return await self._call(message, timeout, aside, output_bytes)
+
+    async def _call(
+        self, message: pb.ToWorker, timeout: float, aside: Sequence[tuple[int, bytes]], output_bytes: int
+    ) -> pb.FromWorker | Outputs:
         if self._closed is not None:
             raise WorkerCrashedError(f"worker {self.pid} is gone")
         message.id = call_id = next(self._ids)
         loop = self._loop
-        future: asyncio.Future[pb.FromWorker] = loop.create_future()
+        future: asyncio.Future[pb.FromWorker | Outputs] = loop.create_future()
         self._pending[call_id] = future
         # One timer instead of wait_for(shield(...)): no extra future, task or callbacks per
         # call. A caller cancelled mid-call cancels ``future``; the id is then abandoned.

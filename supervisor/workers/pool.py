@@ -44,6 +44,7 @@ from supervisor.gpu.devices import WorkerGpu, worker_gpu
 from supervisor.gpu.errors import GpuUnusableError
 from supervisor.gpu.factory import NoGpus
 from supervisor.settings import Settings
+from supervisor.tensors import Outputs
 from supervisor.workers.connection import WorkerConnection
 from supervisor.workers.launcher import LauncherClient
 from supervisor.workers.region import InputRegion, OutputRegion
@@ -377,12 +378,14 @@ class WorkerPool:
         aside: Sequence[tuple[int, bytes]] = (),
         *,
         output_bytes: int = 0,
-    ) -> pb.InferResult:
+    ) -> pb.InferResult | Outputs:
         """Run ``request`` (a message whose ``infer`` is set, built in place: wrapping an
         InferRequest would copy its tensors) on the tenant's worker, loading model ``key``
         first if needed. ``aside`` holds input bytes left out of ``request``
         (:attr:`supervisor.tensors.DecodedRequest.aside`); ``output_bytes`` is what its
         outputs are expected to come to (:attr:`~supervisor.tensors.DecodedRequest.output_bytes`).
+        The result is the worker's, or its outputs as plain bytes when they came through
+        the worker's output region (:meth:`WorkerConnection.infer`).
 
         The time spent before the request reaches the worker (starting it, loading the
         model) is left in :data:`QUEUE_SECONDS` for the caller's metrics.
@@ -403,7 +406,7 @@ class WorkerPool:
             if not ready:
                 await self._ensure_loaded(slot, conn, key, load)
             QUEUE_SECONDS.set(time.perf_counter() - queued)
-            reply = await conn.request(request, slot.timeout, aside, output_bytes)
+            reply = await conn.infer(request, slot.timeout, aside, output_bytes)
         except WorkerProtocolError:
             self._kill(conn)
             raise
@@ -413,6 +416,8 @@ class WorkerPool:
             log.error("worker call timed out; stopping the worker", pid=conn.pid)
             self._kill(conn)
             raise WorkerCrashedError(f"worker {conn.pid} did not answer in time") from exc
+        if isinstance(reply, Outputs):
+            return reply  # outputs copied out of the worker's output region
         case = reply.WhichOneof("body")
         if case == "result":
             return reply.result
