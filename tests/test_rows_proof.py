@@ -503,3 +503,77 @@ def test_a_node_missing_an_input_it_needs_is_not_proven_rather_than_crashing(op:
     model = _model([helper.make_node(op, ["x"], ["y"])], [("x", F, ["n", 4])], [("y", F, ["n", 4])], opset=13)
     proof = prove_rows_independent(_parsed(model))
     assert not proof.independent and "malformed node" in proof.reason
+
+
+# -- row dimensions through convolutions and pooling: a Keras CNN's Reshape(x, [-1, C*H*W]) --
+
+_PER_ITEM_CASES: dict[str, tuple[str, dict[str, object], dict[str, np.ndarray]]] = {
+    "conv_same_size": ("Conv", {"pads": [1, 1, 1, 1]}, {"k": _w(4, 2, 3, 3)}),
+    "conv_stride_2": ("Conv", {"strides": [2, 2]}, {"k": _w(3, 2, 3, 3)}),
+    "conv_dilated_uneven_pads": ("Conv", {"dilations": [2, 1], "pads": [1, 0, 0, 1]}, {"k": _w(4, 2, 2, 3)}),
+    "conv_same_upper": ("Conv", {"auto_pad": "SAME_UPPER", "strides": [2, 3]}, {"k": _w(4, 2, 3, 3)}),
+    "conv_valid": ("Conv", {"auto_pad": "VALID", "strides": [2, 2]}, {"k": _w(4, 2, 3, 2)}),
+    "conv_grouped": ("Conv", {"group": 2, "pads": [0, 1, 0, 1]}, {"k": _w(4, 1, 3, 3)}),
+    "max_pool": ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2]}, {}),
+    "average_pool_padded": ("AveragePool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, {}),
+    "max_pool_same_lower": ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_LOWER"}, {}),
+    "max_pool_dilated": ("MaxPool", {"kernel_shape": [2, 2], "dilations": [2, 2]}, {}),
+    "lp_pool": ("LpPool", {"kernel_shape": [2, 3], "p": 2}, {}),
+    "global_average_pool": ("GlobalAveragePool", {}, {}),
+    "batch_normalization": (
+        "BatchNormalization",
+        {},
+        {"s": _w(2), "bb": _w(2), "m": _w(2), "v": np.ones(2, np.float32)},
+    ),
+}
+
+
+def _per_item_then_flatten(op: str, attrs: dict[str, object], weights: dict[str, np.ndarray], row: int) -> bytes:
+    """``op`` on [n, 2, 9, 7], a Relu, then Reshape(_, [-1, row]), as converters flatten."""
+    return _model(
+        [
+            helper.make_node(op, ["x", *weights], ["c"], **attrs),
+            helper.make_node("Relu", ["c"], ["r"]),
+            helper.make_node("Reshape", ["r", "flat"], ["y"]),
+        ],
+        [("x", F, ["n", 2, 9, 7])],
+        [("y", F, ["n", row])],
+        {**weights, "flat": _i64(-1, row)},
+    )
+
+
+def _row_size(op: str, attrs: dict[str, object], weights: dict[str, np.ndarray]) -> int:
+    """What ONNX Runtime makes of one row: the size the proof has to work out."""
+    model = _model(
+        [helper.make_node(op, ["x", *weights], ["y"], **attrs)], [("x", F, ["n", 2, 9, 7])], [("y", F, None)], weights
+    )
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"x": np.zeros((1, 2, 9, 7), np.float32)})
+    return int(np.prod(out.shape[1:]))
+
+
+@pytest.mark.parametrize("case", sorted(_PER_ITEM_CASES))
+def test_a_flatten_after_a_convolution_or_pool_is_proven_only_with_the_row_size_onnx_runtime_gives(case: str) -> None:
+    op, attrs, weights = _PER_ITEM_CASES[case]
+    row = _row_size(op, attrs, weights)
+    model = _per_item_then_flatten(op, attrs, weights, row)
+    facts = read_graph_facts(model)
+    assert facts.rows_independent, facts.rows_reason
+    assert _merged_equals_alone(model)
+    # Two rows' worth per output row would join the rows of two calls.
+    joined = read_graph_facts(_per_item_then_flatten(op, attrs, weights, 2 * row))
+    assert not joined.rows_independent and "not one row each" in joined.rows_reason
+
+
+@pytest.mark.parametrize(
+    ("op", "attrs", "weights"),
+    [
+        ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}, {}),
+        ("ConvTranspose", {"strides": [2, 2]}, {"k": _w(2, 3, 3, 3)}),
+    ],
+)
+def test_a_flatten_after_an_operator_whose_row_size_the_proof_does_not_work_out_is_not_proven(
+    op: str, attrs: dict[str, object], weights: dict[str, np.ndarray]
+) -> None:
+    facts = read_graph_facts(_per_item_then_flatten(op, attrs, weights, _row_size(op, attrs, weights)))
+    assert not facts.rows_independent and "whose shape the proof does not know" in facts.rows_reason

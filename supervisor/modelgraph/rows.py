@@ -11,7 +11,8 @@ from the graph inputs through the nodes, in order, and accepts only the default-
 operators listed below, each used in a way that keeps rows apart (a ``Softmax`` over any
 axis but the first, a ``MatMul`` by a constant or of two batched stacks of matrices
 (attention), a ``Reshape`` that keeps the first dimension or whose new shape, -1 first,
-holds exactly one row of a shape it knows, a ``Slice`` or ``Pad`` that leaves the first
+holds exactly one row of a shape it knows (from the declared inputs, through element-wise
+operators, convolutions and pooling, ...), a ``Slice`` or ``Pad`` that leaves the first
 axis alone, ...). Anything else, a custom domain, a subgraph, an operator not
 listed, a shape it cannot know, is "not proven", and the model runs call by call. Of the
 ``ai.onnx.ml`` domain (models converted from scikit-learn and the like) it accepts the
@@ -315,7 +316,59 @@ def _per_item(n: _Op) -> list[_Value]:
         raise _NotProvenError(f"{where}: {node.op_type} on rank {x.rank}")
     if node.op_type == "LpNormalization" and _axis(_int(attrs, "axis", -1), x.rank, where) == 0:
         raise _NotProvenError(f"{where}: normalised over the batch axis")
-    return [_Batched(x.rank)]
+    return [_Batched(x.rank, _per_item_dims(n, x))]
+
+
+# Operators on [N, C, ...] whose output has the input's shape.
+_SAME_SHAPE = frozenset(("BatchNormalization", "InstanceNormalization", "LpNormalization", "LRN"))
+
+
+def _per_item_dims(n: _Op, x: _Batched) -> tuple[int, ...] | None:
+    """A per-item operator's row dimensions, from its input's and its attributes, as the
+    ONNX operator definitions give them; None where the proof does not work them out
+    (``ConvTranspose``, a pool with ``ceil_mode``, an unknown kernel or input)."""
+    op, attrs, dims = n.node.op_type, n.attrs, x.dims
+    if dims is None:
+        return None
+    if op in _SAME_SHAPE:
+        return dims
+    if op.startswith("Global"):  # [C, 1, 1, ...]
+        return (dims[0], *([1] * (len(dims) - 1)))
+    spatial = dims[1:]
+    if op == "Conv":
+        weight = n.ins[1] if len(n.ins) > 1 else None
+        if not isinstance(weight, _Static) or weight.shape is None or len(weight.shape) != len(dims) + 1:
+            return None
+        channels, kernel = weight.shape[0], weight.shape[2:]
+        if "kernel_shape" in attrs and tuple(attrs["kernel_shape"].ints) != kernel:
+            return None
+    elif op in ("MaxPool", "AveragePool", "LpPool") and not _int(attrs, "ceil_mode", 0) and "kernel_shape" in attrs:
+        channels, kernel = dims[0], tuple(attrs["kernel_shape"].ints)
+    else:
+        return None
+    k = len(spatial)
+    strides = tuple(attrs["strides"].ints) if "strides" in attrs else (1,) * k
+    dilations = tuple(attrs["dilations"].ints) if "dilations" in attrs else (1,) * k
+    pads = tuple(attrs["pads"].ints) if "pads" in attrs else (0,) * (2 * k)
+    auto_pad = attrs["auto_pad"].s.decode() if "auto_pad" in attrs else "NOTSET"
+    if len(kernel) != k or len(strides) != k or len(dilations) != k or len(pads) != 2 * k:
+        return None
+    if any(v < 1 for v in (*kernel, *strides, *dilations)) or any(p < 0 for p in pads):
+        return None
+    out = []
+    for i, size in enumerate(spatial):
+        reach = dilations[i] * (kernel[i] - 1) + 1  # the input span one output element reads
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            out.append(-(-size // strides[i]))
+        elif auto_pad == "VALID":
+            out.append((size - reach) // strides[i] + 1)
+        elif auto_pad == "NOTSET":
+            out.append((size + pads[i] + pads[i + k] - reach) // strides[i] + 1)
+        else:
+            return None
+    if any(d < 1 for d in out):
+        return None
+    return (channels, *out)
 
 
 def _softmax(n: _Op) -> list[_Value]:
