@@ -577,3 +577,52 @@ def test_a_flatten_after_an_operator_whose_row_size_the_proof_does_not_work_out_
 ) -> None:
     facts = read_graph_facts(_per_item_then_flatten(op, attrs, weights, _row_size(op, attrs, weights)))
     assert not facts.rows_independent and "whose shape the proof does not know" in facts.rows_reason
+
+
+_SHAPE_CASES: dict[str, tuple[list[object], dict[str, np.ndarray]]] = {
+    "reduce_keeping_dims": ([helper.make_node("ReduceMax", ["x"], ["c"], axes=[2])], {}),
+    "reduce_dropping_dims": ([helper.make_node("ReduceMax", ["x"], ["c"], axes=[2, -1], keepdims=0)], {}),
+    "argmax_dropping_its_axis": (
+        [helper.make_node("ArgMax", ["x"], ["a"], axis=3, keepdims=0), helper.make_node("Cast", ["a"], ["c"], to=F)],
+        {},
+    ),
+    "unsqueeze": ([helper.make_node("Unsqueeze", ["x", "ax"], ["c"])], {"ax": _i64(2, 5)}),
+    "squeeze_after_reduce": (
+        [helper.make_node("ReduceMax", ["x"], ["m"], axes=[2]), helper.make_node("Squeeze", ["m", "ax"], ["c"])],
+        {"ax": _i64(2)},
+    ),
+    "concat": ([helper.make_node("Concat", ["x", "x"], ["c"], axis=2)], {}),
+    "softmax": ([helper.make_node("Softmax", ["x"], ["c"], axis=2)], {}),
+    "layer_norm": ([helper.make_node("LayerNormalization", ["x", "g"], ["c"], axis=-1)], {"g": _w(7)}),
+}
+
+
+def _then_flatten(nodes: list[object], weights: dict[str, np.ndarray], row: int | None) -> bytes:
+    """``nodes`` from x [n, 2, 9, 7] to c, then Reshape(c, [-1, row]) (no reshape: None)."""
+    last = (
+        helper.make_node("Reshape", ["c", "flat"], ["y"])
+        if row is not None
+        else helper.make_node("Identity", ["c"], ["y"])
+    )
+    return _model(
+        [*nodes, last],
+        [("x", F, ["n", 2, 9, 7])],
+        [("y", F, ["n", row] if row is not None else None)],
+        {**weights, **({"flat": _i64(-1, row)} if row is not None else {})},
+    )
+
+
+@pytest.mark.parametrize("case", sorted(_SHAPE_CASES))
+def test_a_flatten_after_a_reduction_squeeze_or_concat_is_proven_only_with_the_row_size_onnx_runtime_gives(
+    case: str,
+) -> None:
+    nodes, weights = _SHAPE_CASES[case]
+    session = ort.InferenceSession(_then_flatten(nodes, weights, None), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"x": np.zeros((1, 2, 9, 7), np.float32)})
+    row = int(np.prod(out.shape[1:]))
+    model = _then_flatten(nodes, weights, row)
+    facts = read_graph_facts(model)
+    assert facts.rows_independent, facts.rows_reason
+    assert _merged_equals_alone(model)
+    joined = read_graph_facts(_then_flatten(nodes, weights, 2 * row))
+    assert not joined.rows_independent and "not one row each" in joined.rows_reason

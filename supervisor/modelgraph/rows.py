@@ -378,7 +378,7 @@ def _softmax(n: _Op) -> list[_Value]:
     # axis after the first still leaves each row in its own row.
     if _axis(_int(attrs, "axis", 1 if opset < 13 else -1), x.rank, where) == 0:
         raise _NotProvenError(f"{where}: {node.op_type} over the batch axis")
-    return [_Batched(x.rank)]
+    return [_Batched(x.rank, x.dims)]
 
 
 def _layer_norm(n: _Op) -> list[_Value]:
@@ -386,7 +386,7 @@ def _layer_norm(n: _Op) -> list[_Value]:
     x = _only_first_batched(ins, where)
     if len(node.output) != 1 or _axis(_int(attrs, "axis", -1), x.rank, where) == 0:
         raise _NotProvenError(f"{where}: LayerNormalization over the batch axis or with statistics outputs")
-    return [_Batched(x.rank)]
+    return [_Batched(x.rank, x.dims)]
 
 
 def _flatten(n: _Op) -> list[_Value]:
@@ -433,15 +433,27 @@ def _reduce(n: _Op) -> list[_Value]:
     normal = {_axis(a, x.rank, where) for a in axes}
     if 0 in normal:
         raise _NotProvenError(f"{where}: {node.op_type} over the batch axis")
-    return [_Batched(x.rank if _int(attrs, "keepdims", 1) else x.rank - len(normal))]
+    keep = bool(_int(attrs, "keepdims", 1))
+    return [_Batched(x.rank if keep else x.rank - len(normal), _reduced_dims(x, normal, keep))]
+
+
+def _reduced_dims(x: _Batched, axes: set[int], keep: bool) -> tuple[int, ...] | None:
+    """The row dimensions after reducing ``axes`` (of the whole tensor, all after the first)."""
+    if x.dims is None:
+        return None
+    if keep:
+        return tuple(1 if i + 1 in axes else d for i, d in enumerate(x.dims))
+    return tuple(d for i, d in enumerate(x.dims) if i + 1 not in axes)
 
 
 def _arg(n: _Op) -> list[_Value]:
     node, attrs, ins, where = n.node, n.attrs, n.ins, n.where
     x = _only_first_batched(ins, where)
-    if _axis(_int(attrs, "axis", 0), x.rank, where) == 0:
+    axis = _axis(_int(attrs, "axis", 0), x.rank, where)
+    if axis == 0:
         raise _NotProvenError(f"{where}: {node.op_type} over the batch axis")
-    return [_Batched(x.rank if _int(attrs, "keepdims", 1) else x.rank - 1)]
+    keep = bool(_int(attrs, "keepdims", 1))
+    return [_Batched(x.rank if keep else x.rank - 1, _reduced_dims(x, {axis}, keep))]
 
 
 def _squeeze(n: _Op) -> list[_Value]:
@@ -452,9 +464,19 @@ def _squeeze(n: _Op) -> list[_Value]:
         raise _NotProvenError(f"{where}: {node.op_type} without axes (a batch of one would lose its axis)")
     unsqueeze = node.op_type == "Unsqueeze"
     rank = x.rank + len(axes) if unsqueeze else x.rank - len(axes)
-    if 0 in {_axis(a, rank if unsqueeze else x.rank, where) for a in axes}:
+    normal = {_axis(a, rank if unsqueeze else x.rank, where) for a in axes}
+    if 0 in normal:
         raise _NotProvenError(f"{where}: {node.op_type} on the batch axis")
-    return [_Batched(rank)]
+    if x.dims is None or len(normal) != len(axes):
+        return [_Batched(rank)]
+    if unsqueeze:
+        dims = list(x.dims)
+        for axis in sorted(normal):
+            dims.insert(axis - 1, 1)
+        return [_Batched(rank, tuple(dims))]
+    if any(x.dims[axis - 1] != 1 for axis in normal):
+        return [_Batched(rank)]  # ONNX Runtime refuses it; the proof need not know the shape
+    return [_Batched(rank, tuple(d for i, d in enumerate(x.dims) if i + 1 not in normal))]
 
 
 def _reshape(n: _Op) -> list[_Value]:
@@ -493,9 +515,17 @@ def _concat(n: _Op) -> list[_Value]:
     if not all(isinstance(v, _Batched) for v in ins) or len({v.rank for v in ins if isinstance(v, _Batched)}) != 1:
         raise _NotProvenError(f"{where}: Concat of a constant or of different ranks with the batch")
     rank = ins[0].rank  # type: ignore[union-attr]
-    if _axis(_int(attrs, "axis", 0), rank, where) == 0:
+    axis = _axis(_int(attrs, "axis", 0), rank, where)
+    if axis == 0:
         raise _NotProvenError(f"{where}: Concat along the batch axis")
-    return [_Batched(rank)]
+    dims = [v.dims for v in ins if isinstance(v, _Batched)]
+    known = [d for d in dims if d is not None]
+    if len(known) != len(dims) or any(len(d) != rank - 1 for d in known):
+        return [_Batched(rank)]
+    joined = [sum(d[axis - 1] for d in known) if i == axis - 1 else known[0][i] for i in range(rank - 1)]
+    if any(d[i] != joined[i] for d in known for i in range(rank - 1) if i != axis - 1):
+        return [_Batched(rank)]  # ONNX Runtime refuses it; the proof need not know the shape
+    return [_Batched(rank, tuple(joined))]
 
 
 def _split(n: _Op) -> list[_Value]:
