@@ -240,18 +240,25 @@ def test_only_models_with_a_dynamic_first_dimension_everywhere_are_stackable() -
     assert not stackable([], [(-1,)])
 
 
+# The "standard" tier (acme's) admits 32 calls in flight; a client with more would see its
+# surplus refused with RESOURCE_EXHAUSTED whenever the worker is slow to answer.
+STANDARD_CONCURRENCY = 32
+
+
 def _call_all_outputs(srv: Server, model: str, input_name: str, inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
     """One call first (the worker starts and loads the model), then all of ``inputs`` at
-    once; every output of each call."""
+    once, as many in flight as the tenant's tier admits; every output of each call."""
 
     async def call_all() -> list[list[np.ndarray]]:
+        slots = asyncio.Semaphore(STANDARD_CONCURRENCY)
         async with grpc.aio.insecure_channel(srv.address) as channel:
             stub = oip_grpc.GRPCInferenceServiceStub(channel)
 
             async def one(x: np.ndarray) -> list[np.ndarray]:
                 request = oip.ModelInferRequest(model_name=model, raw_input_contents=[x.tobytes()])
                 request.inputs.add(name=input_name, datatype="FP32", shape=list(x.shape))
-                reply = await stub.ModelInfer(request, metadata=srv.metadata(), timeout=60)
+                async with slots:
+                    reply = await stub.ModelInfer(request, metadata=srv.metadata(), timeout=60)
                 return [
                     np.frombuffer(raw, dtype=OIP_TO_NUMPY[out.datatype]).reshape(tuple(out.shape))
                     for out, raw in zip(reply.outputs, reply.raw_output_contents, strict=True)
