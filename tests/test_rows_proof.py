@@ -184,6 +184,55 @@ def _attention() -> bytes:
     )
 
 
+def _class_token(target: str = "expand_target", size_nodes: list[object] | None = None) -> bytes:
+    """A ViT's class token, ``cls.expand(x.size(0), -1, -1)``, as PyTorch exports it: the
+    sizes stacked and reshaped to a vector, its -1s found with Equal against ConstantOfShape
+    times -1 and replaced by 1s with Where, then Expand; the token joins the patches along
+    the sequence and a position embedding is added. ``size_nodes`` and ``target`` swap in
+    other ways of building Expand's shape."""
+    stacked = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["b"]),
+        helper.make_node("Unsqueeze", ["b", "axis0"], ["b1"]),
+        helper.make_node("Unsqueeze", ["minus_one", "axis0"], ["m1"]),
+        helper.make_node("Concat", ["b1", "m1", "m1"], ["stacked"], axis=0),
+        helper.make_node("Reshape", ["stacked", "flat"], ["size"]),
+    ]
+    ones_for_minus_ones = [
+        helper.make_node("Shape", ["size"], ["size_shape"]),
+        helper.make_node(
+            "ConstantOfShape", ["size_shape"], ["ones"], value=helper.make_tensor("one", TensorProto.INT64, [1], [1])
+        ),
+        helper.make_node("Mul", ["ones", "minus_one"], ["neg_ones"]),
+        helper.make_node("Equal", ["size", "neg_ones"], ["is_minus_one"]),
+        helper.make_node("Where", ["is_minus_one", "ones", "size"], ["expand_target"]),
+    ]
+    return _model(
+        [
+            *stacked,
+            *(size_nodes if size_nodes is not None else ones_for_minus_ones),
+            helper.make_node("Expand", ["cls", target], ["cls_rows"]),
+            helper.make_node("Concat", ["cls_rows", "x"], ["tokens"], axis=1),
+            helper.make_node("Add", ["tokens", "pos"], ["embedded"]),
+            helper.make_node("Reshape", ["embedded", "row"], ["y"]),
+        ],
+        [("x", F, ["n", 4, 6])],
+        [("y", F, ["n", 30])],
+        {
+            "cls": _w(1, 1, 6),
+            "pos": _w(1, 5, 6),
+            "zero": np.array(0, dtype=np.int64),
+            "axis0": _i64(0),
+            "minus_one": np.array(-1, dtype=np.int64),
+            "flat": _i64(-1),
+            "two": _i64(2),
+            "one_vec": _i64(1),
+            "equal_two": _i64(2, -1, -1),
+            "row": _i64(-1, 30),
+        },
+    )
+
+
 ML = dict([ML_OPSET])
 
 
@@ -253,6 +302,13 @@ def _keras_flatten() -> bytes:
 
 
 PROVEN: dict[str, bytes] = {
+    "vit_class_token": _class_token(),
+    "expand_within_rows": _model(
+        [helper.make_node("Expand", ["x", "shape"], ["y"])],
+        [("x", F, ["n", 1, 6])],
+        [("y", F, ["n", 3, 6])],
+        {"shape": _i64(1, 3, 6)},
+    ),
     "keras_flatten": _keras_flatten(),
     "sklearn_pipeline": sklearn_pipeline(),
     "tree_regressor": _tree_regressor(),
@@ -282,6 +338,38 @@ def _one_input(
 
 # name -> (model, words of the reason, whether merged rows truly differ from rows alone)
 REFUSED: dict[str, tuple[bytes, str, bool]] = {
+    # Expand to twice the batch size: the token rows no longer line up with the calls'.
+    "expand_to_twice_the_batch": (
+        _class_token("twice", [helper.make_node("Mul", ["size", "two"], ["twice"])]),
+        "Mul uses the batch size",
+        False,
+    ),
+    # Whether the batch size is 2 changes with the number of rows merged.
+    "equal_to_the_batch_size": (
+        _class_token(
+            "picked",
+            [
+                helper.make_node("Equal", ["size", "equal_two"], ["is_two"]),
+                helper.make_node("Where", ["is_two", "one_vec", "size"], ["picked"]),
+            ],
+        ),
+        "Equal of the batch size to 2 uses the batch size",
+        False,
+    ),
+    "expand_with_the_batch_size_second": (
+        _class_token(
+            "batch_second",
+            [helper.make_node("Concat", ["one_vec", "b1", "one_vec"], ["batch_second"], axis=0)],
+        ),
+        "Expand whose shape does not start with the batch size alone",
+        False,
+    ),
+    # [n, 4] expanded to [2, n, 4]: the batch axis moves to the second.
+    "expand_onto_the_batch_axis": (
+        _one_input("Expand", extra={"shape": _i64(2, 1, 4)}, out=[2, "n", 4]),
+        "reaches the batch axis",
+        False,
+    ),
     "centre_over_batch": (build_batch_centred(), "over the batch axis", True),
     "softmax_over_batch": (_one_input("Softmax", {"axis": 0}), "over the batch axis", True),
     "reshape_rows_together": (

@@ -19,13 +19,17 @@ listed, a shape it cannot know, is "not proven", and the model runs call by call
 predictors and transformers that read an [N, F] input one row at a time. No library
 answers this question: ONNX's shape inference gives shapes, not which axis mixes rows.
 
-The batch size itself may flow only into a ``Reshape``'s new shape, as its first
-dimension: PyTorch exports ``x.view(x.size(0), -1)`` as ``Shape`` -> ``Gather`` ->
-``Unsqueeze`` -> ``Concat`` -> ``Reshape``. Such shape vectors are followed element by
-element through ``Shape``, ``Gather``, ``Slice``, ``Unsqueeze``, ``Squeeze``, ``Concat``,
-``Cast`` and ``Identity``; any other use of a value computed from the batch size
-(``x * x.size(0)``, ``Expand`` to it) is not proven, since it would change with the
-number of rows merged.
+The batch size itself may flow only into the first dimension of a ``Reshape``'s new shape
+or of an ``Expand``'s: PyTorch exports ``x.view(x.size(0), -1)`` as ``Shape`` ->
+``Gather`` -> ``Unsqueeze`` -> ``Concat`` -> ``Reshape``, and a ViT's
+``cls_token.expand(x.size(0), -1, -1)`` as such a vector whose -1s ``Equal``, ``Where``
+and ``ConstantOfShape`` replace by 1s before ``Expand``. Such shape vectors are followed
+element by element through ``Shape``, ``Gather``, ``Slice``, ``Unsqueeze``, ``Squeeze``,
+``Concat``, ``Reshape``, ``Cast``, ``Identity``, ``Equal`` (the batch size, at least 1,
+is never equal to a negative constant) and ``Where``, and small integer constants are
+worked out on the way; any other use of a value computed from the batch size
+(``x * x.size(0)``, a comparison of it with 2) is not proven, since it would change with
+the number of rows merged.
 """
 
 from __future__ import annotations
@@ -196,6 +200,8 @@ def _node(node: pb.NodeProto, ins: list[_Value], opset: int, where: str) -> list
     batched = [v for v in ins if isinstance(v, _Batched)]
     if op == "Shape" and batched:
         return [_shape_of(_Op(node, attrs, ins, opset, where))]
+    if op == "Expand" and len(ins) == 2 and isinstance(ins[1], _Dims):
+        return [_expand_to_batch(_Op(node, attrs, ins, opset, where))]
     if any(isinstance(v, _Dims) for v in ins):
         if not batched and op in _DIMS_RULES:
             return [_DIMS_RULES[op](_Op(node, attrs, ins, opset, where))]
@@ -204,7 +210,10 @@ def _node(node: pb.NodeProto, ins: list[_Value], opset: int, where: str) -> list
     if not batched:
         if op in ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"):
             raise _NotProvenError(f"{where}: random values")
-        return [_Static(None)] * max(1, len(node.output))  # a computation on constants alone
+        # A computation on constants alone; small integer ones are worked out, as shape
+        # computations need them (PyTorch's expand(B, -1, -1) builds its -1s so).
+        folded = _fold(_Op(node, attrs, ins, opset, where))
+        return [folded] if folded is not None else [_Static(None)] * max(1, len(node.output))
     rule = _RULES.get(op)
     if rule is None:
         raise _NotProvenError(f"{where}: operator {op} is not one the proof knows keeps rows apart")
@@ -510,6 +519,53 @@ def _reshape(n: _Op) -> list[_Value]:
     raise _NotProvenError(f"{where}: Reshape that does not keep the first dimension")
 
 
+def _expand_to_batch(n: _Op) -> _Value:
+    """``Expand`` to a shape vector that starts with the batch size alone: each row of the
+    output is the input's row (a batched input of the same rank) or the input itself (a
+    constant whose first dimension is 1 or that has fewer dimensions), as PyTorch's
+    ``cls_token.expand(x.size(0), -1, -1)`` exports it."""
+    data, shape, where = n.ins[0], n.ins[1], n.where
+    assert isinstance(shape, _Dims)
+    elems = shape.elems
+    if shape.scalar or not elems or elems[0] != _N or _N in elems[1:]:
+        raise _NotProvenError(f"{where}: Expand whose shape does not start with the batch size alone")
+    if isinstance(data, _Batched):
+        if data.rank != len(elems):
+            raise _NotProvenError(f"{where}: Expand that moves the batch axis")
+        rows = data.dims
+    elif isinstance(data, _Static) and data.shape is not None:
+        if len(data.shape) > len(elems) or (len(data.shape) == len(elems) and data.shape[0] != 1):
+            raise _NotProvenError(f"{where}: Expand of a constant whose first dimension is not 1")
+        padded = (1,) * (len(elems) - len(data.shape)) + data.shape
+        rows = padded[1:]
+    else:
+        raise _NotProvenError(f"{where}: Expand of a value the proof cannot read")
+    return _Batched(len(elems), _expanded_dims(rows, elems[1:]))
+
+
+def _expanded_dims(rows: tuple[int, ...] | None, target: tuple[int | str, ...]) -> tuple[int, ...] | None:
+    """Rows of ``rows`` broadcast to ``target`` as Expand does; None where not known."""
+    if rows is None or len(rows) != len(target) or not all(isinstance(t, int) for t in target):
+        return None
+    out = []
+    for r, t in zip(rows, target, strict=True):
+        assert isinstance(t, int)
+        if r != t and 1 not in (r, t):
+            return None  # ONNX Runtime refuses it; the proof need not know the shape
+        out.append(r if t == 1 else t)
+    return tuple(out)
+
+
+def _expand(n: _Op) -> list[_Value]:
+    """``Expand`` of a batched input to a constant shape that leaves its first axis alone."""
+    x, shape, where = _only_first_batched(n.ins, n.where), n.ins[1], n.where
+    if not isinstance(shape, _Static) or shape.values is None:
+        raise _NotProvenError(f"{where}: Expand to a shape the proof cannot read")
+    if len(shape.values) != x.rank or shape.values[0] != 1:
+        raise _NotProvenError(f"{where}: Expand to {list(shape.values)}, which reaches the batch axis")
+    return [_Batched(x.rank, _expanded_dims(x.dims, shape.values[1:]))]
+
+
 def _concat(n: _Op) -> list[_Value]:
     attrs, ins, where = n.attrs, n.ins, n.where
     if not all(isinstance(v, _Batched) for v in ins) or len({v.rank for v in ins if isinstance(v, _Batched)}) != 1:
@@ -588,6 +644,7 @@ _RULES: dict[str, Callable[[_Op], list[_Value]]] = {
     "ArgMax": _arg,
     "ArgMin": _arg,
     "Concat": _concat,
+    "Expand": _expand,
     "Flatten": _flatten,
     "Gather": _gather,
     "Gemm": _gemm,
@@ -696,15 +753,107 @@ def _dims_same(n: _Op) -> _Value:
     return value
 
 
+def _dims_shape(n: _Op) -> _Value:
+    """The shape of a shape vector: its length, a constant."""
+    value = n.ins[0]
+    if not isinstance(value, _Dims):
+        raise _NotProvenError(f"{n.where}: Shape of a shape")
+    full: tuple[int, ...] = () if value.scalar else (len(value.elems),)
+    picked = full[slice(_int(n.attrs, "start", 0), _int(n.attrs, "end", len(full)))]
+    return _Static((len(picked),), picked)
+
+
+def _dims_reshape(n: _Op) -> _Value:
+    """A shape vector reshaped to one dimension ([-1] or its length), or a one-element one
+    to a scalar; anything else is not followed."""
+    value, shape = n.ins[0], n.ins[1]
+    if not isinstance(value, _Dims) or not isinstance(shape, _Static) or shape.values is None:
+        raise _NotProvenError(f"{n.where}: Reshape of a shape by a shape the proof cannot read")
+    if shape.values in ((-1,), (len(value.elems),)):
+        return _Dims(value.elems)
+    if not shape.values and len(value.elems) == 1:
+        return _Dims(value.elems, scalar=True)
+    raise _NotProvenError(f"{n.where}: Reshape of a shape to {list(shape.values)}")
+
+
+def _dims_pairs(n: _Op, count: int) -> list[tuple[int | str, ...]]:
+    """The inputs' elements, each input a shape vector or a small integer constant, with a
+    single element broadcast to the others' length."""
+    vectors = []
+    for value in n.ins[:count]:
+        if isinstance(value, _Dims):
+            vectors.append(value.elems)
+        elif (
+            isinstance(value, _Static)
+            and value.values is not None
+            and value.shape is not None
+            and len(value.shape) <= 1
+        ):
+            vectors.append(value.values)
+        else:
+            raise _NotProvenError(f"{n.where}: {n.node.op_type} of a shape and a value the proof cannot read")
+    length = max(len(v) for v in vectors)
+    if any(len(v) not in (1, length) for v in vectors):
+        raise _NotProvenError(f"{n.where}: {n.node.op_type} of shapes of different lengths")
+    return [tuple(v * length if len(v) == 1 else v) for v in vectors]
+
+
+def _dims_equal(n: _Op) -> _Value:
+    """Element by element: 1 or 0 where it is known, else a value that does not depend on
+    the batch size. The batch size is at least 1, so it never equals a negative constant
+    (PyTorch's expand compares its sizes with -1); equal to any other is not proven."""
+    a, b = _dims_pairs(n, 2)
+    out: list[int | str] = []
+    for x, y in zip(a, b, strict=True):
+        if isinstance(x, int) and isinstance(y, int):
+            out.append(int(x == y))
+        elif _N in (x, y):
+            other = y if x == _N else x
+            if other == _N:
+                out.append(1)
+            elif isinstance(other, int) and other < 0:
+                out.append(0)
+            else:
+                raise _NotProvenError(f"{n.where}: Equal of the batch size to {other!r} uses the batch size")
+        else:
+            out.append(_DIM)
+    return _Dims(tuple(out), scalar=all(_is_scalar(v) for v in n.ins[:2]))
+
+
+def _is_scalar(value: _Value) -> bool:
+    return (isinstance(value, _Dims) and value.scalar) or (isinstance(value, _Static) and value.shape == ())
+
+
+def _dims_where(n: _Op) -> _Value:
+    """Element by element: the chosen element where the condition is known; where it is
+    not, an element that does not depend on the batch size when neither choice does."""
+    cond, a, b = _dims_pairs(n, 3)
+    out: list[int | str] = []
+    for c, x, y in zip(cond, a, b, strict=True):
+        if isinstance(c, int):
+            out.append(x if c else y)
+        elif x == y:
+            out.append(x)
+        elif _N in (x, y):
+            raise _NotProvenError(f"{n.where}: Where that may choose the batch size")
+        else:
+            out.append(_DIM)
+    return _Dims(tuple(out))
+
+
 # Operators that compute a shape vector from another, element by element.
 _DIMS_RULES: dict[str, Callable[[_Op], _Value]] = {
     "Cast": _dims_same,
     "Concat": _dims_concat,
+    "Equal": _dims_equal,
     "Gather": _dims_gather,
     "Identity": _dims_same,
+    "Reshape": _dims_reshape,
+    "Shape": _dims_shape,
     "Slice": _dims_slice,
     "Squeeze": _dims_unsqueeze,
     "Unsqueeze": _dims_unsqueeze,
+    "Where": _dims_where,
 }
 
 # The traditional-ML operators (scikit-learn, XGBoost and LightGBM models converted to
@@ -764,6 +913,66 @@ _ML_RULES: dict[str, Callable[[_Op], list[_Value]]] = {
 # Integer constants up to this many values are read (shapes and axes are a few).
 _MAX_CONSTANT_VALUES = 64
 _INT_TYPES: dict[int, str] = {pb.TensorProto.INT64: "<i8", pb.TensorProto.INT32: "<i4"}
+# Computations on small integer constants the proof works out (with numpy), for the shape
+# computations exporters emit.
+_FOLDED: dict[str, Callable[..., numpy.ndarray]] = {
+    "Add": numpy.add,
+    "Sub": numpy.subtract,
+    "Mul": numpy.multiply,
+    "Neg": numpy.negative,
+    "Identity": numpy.asarray,
+}
+
+
+def _fold(n: _Op) -> _Static | None:
+    """A node's output when it computes from small integer constants only, else None."""
+    op, ins = n.node.op_type, n.ins
+    if len(n.node.output) != 1 or not all(isinstance(v, _Static) and v.values is not None for v in ins):
+        return None
+    arrays = [
+        numpy.array(v.values, dtype=numpy.int64).reshape(v.shape)
+        for v in ins
+        if isinstance(v, _Static) and v.shape is not None
+    ]
+    if len(arrays) != len(ins):
+        return None
+    if op == "ConstantOfShape":
+        value = n.attrs["value"].t if "value" in n.attrs else None
+        filler = _constant(value) if value is not None else None
+        if filler is None or filler.values is None or len(filler.values) != 1 or len(arrays) != 1:
+            return None
+        shape = tuple(int(d) for d in arrays[0].reshape(-1))
+        if any(d < 0 for d in shape) or math.prod(shape) > _MAX_CONSTANT_VALUES:
+            return None
+        return _Static(shape, filler.values * math.prod(shape))
+    try:
+        if op in _FOLDED:
+            out = numpy.asarray(_FOLDED[op](*arrays))
+        elif op in ("Unsqueeze", "Squeeze"):
+            axes = _axes(n)
+            if axes is None:
+                return None
+            out = numpy.expand_dims(arrays[0], axes) if op == "Unsqueeze" else numpy.squeeze(arrays[0], tuple(axes))
+        elif op == "Concat":
+            out = numpy.concatenate(arrays, axis=_int(n.attrs, "axis", 0))
+        elif op == "Reshape" and not _int(n.attrs, "allowzero", 0) and 0 not in arrays[1]:
+            out = arrays[0].reshape(tuple(int(d) for d in arrays[1]))
+        elif op == "Gather":
+            out = numpy.take(arrays[0], arrays[1], axis=_int(n.attrs, "axis", 0))
+        elif op == "Shape":
+            full = arrays[0].shape
+            out = numpy.array(
+                full[slice(_int(n.attrs, "start", 0), _int(n.attrs, "end", len(full)))], dtype=numpy.int64
+            )
+        elif op == "Cast" and _int(n.attrs, "to", 0) in _INT_TYPES:
+            out = arrays[0]
+        else:
+            return None
+    except (ValueError, IndexError):  # ONNX Runtime refuses such a model (numpy's AxisError is both)
+        return None
+    if out.size > _MAX_CONSTANT_VALUES:
+        return None
+    return _Static(tuple(out.shape), tuple(int(v) for v in out.reshape(-1)))
 
 
 def _constant(tensor: pb.TensorProto) -> _Static:
