@@ -103,7 +103,9 @@ class _Static:
 
 # The elements of a shape vector that are not integer constants.
 _N = "the batch size"
-_DIM = "a dimension of a batched tensor after the first"  # the same whatever the batch size
+# A dimension of a batched tensor after the first, or another value worked out from shapes
+# (an Equal of two such): not known, but the same whatever the batch size.
+_DIM = "a dimension of a batched tensor after the first"
 
 
 @dataclass(frozen=True)
