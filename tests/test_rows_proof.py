@@ -228,6 +228,9 @@ def _class_token(target: str = "expand_target", size_nodes: list[object] | None 
             "two": _i64(2),
             "one_vec": _i64(1),
             "equal_two": _i64(2, -1, -1),
+            "seconds": _i64(1, 1, 1),
+            "fours": _i64(4, 4, 4),
+            "ones3": _i64(1, 1, 1),
             "row": _i64(-1, 30),
         },
     )
@@ -362,6 +365,22 @@ REFUSED: dict[str, tuple[bytes, str, bool]] = {
             [helper.make_node("Concat", ["one_vec", "b1", "one_vec"], ["batch_second"], axis=0)],
         ),
         "Expand whose shape does not start with the batch size alone",
+        False,
+    ),
+    # Where on a condition the proof cannot work out, choosing between the batch size and
+    # 1 for Expand's first dimension (the condition is true for this model, but a proof
+    # that does not know so must not guess).
+    "where_that_may_choose_the_batch_size": (
+        _class_token(
+            "chosen",
+            [
+                helper.make_node("Shape", ["x"], ["whole"]),
+                helper.make_node("Gather", ["whole", "seconds"], ["widths"]),
+                helper.make_node("Equal", ["widths", "fours"], ["is_four"]),
+                helper.make_node("Where", ["is_four", "whole", "ones3"], ["chosen"]),
+            ],
+        ),
+        "Where that may choose the batch size",
         False,
     ),
     # [n, 4] expanded to [2, n, 4]: the batch axis moves to the second.
