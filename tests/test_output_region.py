@@ -4,9 +4,11 @@ only reads, and copied out of it before anything checks or answers with them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mmap
 import os
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -140,8 +142,12 @@ def test_worker_cannot_resize_its_output_region_and_the_supervisor_maps_it_read_
 # -- the connection: ranges, copies and a hostile worker's replies ------------------------------
 
 
-async def _with_output_region(size: int = 64 * KIB) -> tuple[WorkerConnection, socket.socket, OutputRegion, mmap.mmap]:
-    """A connection whose peer maps the output region for writing, as a worker does."""
+@contextlib.asynccontextmanager
+async def _with_output_region(
+    size: int = 64 * KIB,
+) -> AsyncIterator[tuple[WorkerConnection, socket.socket, OutputRegion, mmap.mmap]]:
+    """A connection whose peer maps the output region for writing, as a worker does; all
+    of it closed afterwards."""
     conn, theirs = await _connected()
     region = OutputRegion(size)
     fd = region.take_fd()
@@ -150,7 +156,12 @@ async def _with_output_region(size: int = 64 * KIB) -> tuple[WorkerConnection, s
     finally:
         os.close(fd)
     conn.use_output_region(region, 1024)
-    return conn, theirs, region, view
+    try:
+        yield conn, theirs, region, view
+    finally:
+        conn.close()
+        theirs.close()
+        view.close()
 
 
 def _infer_message() -> pb.ToWorker:
@@ -172,63 +183,54 @@ def _reply(call_id: int, **tensor: object) -> bytes:
 
 def test_output_is_copied_out_of_the_region_before_the_caller_sees_it() -> None:
     async def case() -> None:
-        conn, theirs, region, view = await _with_output_region()
-        call = asyncio.create_task(conn.infer(_infer_message(), 5, output_bytes=4096))
-        sent = await _sent(theirs)
-        assert (sent.infer.output_region_offset, sent.infer.output_region_length) == (0, 4096)
-        view[:4096] = b"\x05" * 4096
-        theirs.sendall(_reply(sent.id, region_offset=0, region_length=4096))
-        reply = await call
-        # The worker writes its range again once it has replied: the caller holds a copy.
-        view[:4096] = b"\x06" * 4096
-        assert isinstance(reply, Outputs)
-        assert reply.outputs == [Output("y", "FP32", [1, 1024], b"\x05" * 4096)]
-        assert region.in_use == 0 and conn.alive
-        conn.close()
-        theirs.close()
-        view.close()
+        async with _with_output_region() as (conn, theirs, region, view):
+            call = asyncio.create_task(conn.infer(_infer_message(), 5, output_bytes=4096))
+            sent = await _sent(theirs)
+            assert (sent.infer.output_region_offset, sent.infer.output_region_length) == (0, 4096)
+            view[:4096] = b"\x05" * 4096
+            theirs.sendall(_reply(sent.id, region_offset=0, region_length=4096))
+            reply = await call
+            # The worker writes its range again once it has replied: the caller holds a copy.
+            view[:4096] = b"\x06" * 4096
+            assert isinstance(reply, Outputs)
+            assert reply.outputs == [Output("y", "FP32", [1, 1024], b"\x05" * 4096)]
+            assert region.in_use == 0 and conn.alive
 
     asyncio.run(case())
 
 
 def test_outputs_in_the_region_and_in_the_frame_come_back_together_in_order() -> None:
     async def case() -> None:
-        conn, theirs, _region, view = await _with_output_region()
-        call = asyncio.create_task(conn.infer(_infer_message(), 5, output_bytes=4096))
-        sent = await _sent(theirs)
-        view[:4096] = b"\x05" * 4096
-        result = pb.InferResult(
-            outputs=[
-                pb.Tensor(name="framed", datatype="INT64", shape=[1, 2], data=b"\x09" * 16),
-                pb.Tensor(name="y", datatype="FP32", shape=[1, 1024], region_offset=0, region_length=4096),
+        async with _with_output_region() as (conn, theirs, _region, view):
+            call = asyncio.create_task(conn.infer(_infer_message(), 5, output_bytes=4096))
+            sent = await _sent(theirs)
+            view[:4096] = b"\x05" * 4096
+            result = pb.InferResult(
+                outputs=[
+                    pb.Tensor(name="framed", datatype="INT64", shape=[1, 2], data=b"\x09" * 16),
+                    pb.Tensor(name="y", datatype="FP32", shape=[1, 1024], region_offset=0, region_length=4096),
+                ]
+            )
+            theirs.sendall(encode_frame(pb.FromWorker(id=sent.id, result=result).SerializeToString()))
+            reply = await call
+            assert isinstance(reply, Outputs)
+            assert reply.outputs == [
+                Output("framed", "INT64", [1, 2], b"\x09" * 16),
+                Output("y", "FP32", [1, 1024], b"\x05" * 4096),
             ]
-        )
-        theirs.sendall(encode_frame(pb.FromWorker(id=sent.id, result=result).SerializeToString()))
-        reply = await call
-        assert isinstance(reply, Outputs)
-        assert reply.outputs == [
-            Output("framed", "INT64", [1, 2], b"\x09" * 16),
-            Output("y", "FP32", [1, 1024], b"\x05" * 4096),
-        ]
-        conn.close()
-        theirs.close()
-        view.close()
 
     asyncio.run(case())
 
 
 def test_small_outputs_get_no_range_of_the_output_region() -> None:
     async def case() -> None:
-        conn, theirs, region, view = await _with_output_region()
-        call = asyncio.create_task(conn.infer(_infer_message(), 5, output_bytes=40))
-        sent = await _sent(theirs)
-        assert sent.infer.output_region_length == 0 and region.in_use == 0
-        theirs.sendall(_reply(sent.id, data=b"\x02" * 4096))
-        reply = await call
-        assert isinstance(reply, pb.FromWorker) and reply.result.outputs[0].data == b"\x02" * 4096
-        conn.close()
-        theirs.close()
-        view.close()
+        async with _with_output_region() as (conn, theirs, region, _view):
+            call = asyncio.create_task(conn.infer(_infer_message(), 5, output_bytes=40))
+            sent = await _sent(theirs)
+            assert sent.infer.output_region_length == 0 and region.in_use == 0
+            theirs.sendall(_reply(sent.id, data=b"\x02" * 4096))
+            reply = await call
+            assert isinstance(reply, pb.FromWorker) and reply.result.outputs[0].data == b"\x02" * 4096
 
     asyncio.run(case())
 
@@ -243,38 +245,33 @@ def test_small_outputs_get_no_range_of_the_output_region() -> None:
 )
 def test_worker_writing_outside_its_output_range_ends_the_connection(offset: int, length: int, data: bytes) -> None:
     async def case() -> None:
-        conn, theirs, region, view = await _with_output_region()
-        call = asyncio.create_task(conn.infer(_infer_message(), 5, output_bytes=4096))
-        sent = await _sent(theirs)
-        theirs.sendall(_reply(sent.id, region_offset=offset, region_length=length, data=data))
-        with pytest.raises(WorkerCrashedError):
-            await call
-        assert not conn.alive
-        assert region.in_use == 0  # released with the connection
-        theirs.close()
-        view.close()
+        async with _with_output_region() as (conn, theirs, region, _view):
+            call = asyncio.create_task(conn.infer(_infer_message(), 5, output_bytes=4096))
+            sent = await _sent(theirs)
+            theirs.sendall(_reply(sent.id, region_offset=offset, region_length=length, data=data))
+            with pytest.raises(WorkerCrashedError):
+                await call
+            assert not conn.alive
+            assert region.in_use == 0  # released with the connection
 
     asyncio.run(case())
 
 
 def test_output_range_is_held_until_the_late_reply_of_an_abandoned_call() -> None:
     async def case() -> None:
-        conn, theirs, region, view = await _with_output_region()
-        with pytest.raises(TimeoutError):
-            await conn.infer(_infer_message(), 0.2, output_bytes=4096)
-        sent = pb.ToWorker.FromString(read_frame(theirs, 1 << 24) or b"")
-        assert sent.infer.output_region_length == 4096
-        # The worker may still write it: the range is not free yet.
-        assert region.in_use == 4096
-        theirs.sendall(_reply(sent.id, region_offset=0, region_length=4096))
-        for _ in range(100):
-            if region.in_use == 0:
-                break
-            await asyncio.sleep(0.01)
-        assert region.in_use == 0 and conn.alive
-        conn.close()
-        theirs.close()
-        view.close()
+        async with _with_output_region() as (conn, theirs, region, _view):
+            with pytest.raises(TimeoutError):
+                await conn.infer(_infer_message(), 0.2, output_bytes=4096)
+            sent = pb.ToWorker.FromString(read_frame(theirs, 1 << 24) or b"")
+            assert sent.infer.output_region_length == 4096
+            # The worker may still write it: the range is not free yet.
+            assert region.in_use == 4096
+            theirs.sendall(_reply(sent.id, region_offset=0, region_length=4096))
+            for _ in range(100):
+                if region.in_use == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert region.in_use == 0 and conn.alive
 
     asyncio.run(case())
 
