@@ -103,6 +103,21 @@ def _embedding() -> bytes:
     )
 
 
+def _embedding_flattened() -> bytes:
+    """Token embeddings flattened into one vector per row, Reshape(_, [-1, 5 * 8]), as a
+    converted bag-of-embeddings classifier does."""
+    return _model(
+        [
+            helper.make_node("Gather", ["table", "ids"], ["e"], axis=0),
+            helper.make_node("Reshape", ["e", "flat"], ["f"]),
+            helper.make_node("Gemm", ["f", "w"], ["y"]),
+        ],
+        [("ids", TensorProto.INT64, ["n", 5])],
+        [("y", F, ["n", 3])],
+        {"table": _w(100, 8), "flat": _i64(-1, 40), "w": _w(40, 3)},
+    )
+
+
 def _reshape_transpose() -> bytes:
     return _model(
         [
@@ -323,6 +338,7 @@ PROVEN: dict[str, bytes] = {
     "matmul_softmax": _matmul_softmax(),
     "cnn": _cnn(),
     "embedding": _embedding(),
+    "embedding_flattened": _embedding_flattened(),
     "reshape_transpose": _reshape_transpose(),
     "int64": build_int64_model(),
 }
@@ -700,6 +716,16 @@ _SHAPE_CASES: dict[str, tuple[list[object], dict[str, np.ndarray]]] = {
     ),
     "concat": ([helper.make_node("Concat", ["x", "x"], ["c"], axis=2)], {}),
     "softmax": ([helper.make_node("Softmax", ["x"], ["c"], axis=2)], {}),
+    "gather_on_an_inner_axis": ([helper.make_node("Gather", ["x", "idx"], ["c"], axis=2)], {"idx": _i64(0, 4, 8)}),
+    "gather_by_a_matrix": (
+        [helper.make_node("Gather", ["x", "idx"], ["c"], axis=3)],
+        {"idx": np.array([[0, 1], [5, 6], [2, 2]], dtype=np.int64)},
+    ),
+    "slice_with_steps": (
+        [helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["c"])],
+        {"starts": _i64(1, -1), "ends": _i64(8, -100), "axes": _i64(2, 3), "steps": _i64(2, -2)},
+    ),
+    "pad": ([helper.make_node("Pad", ["x", "pads"], ["c"])], {"pads": _i64(0, 0, 1, 2, 0, 0, 3, 0)}),
     "layer_norm": ([helper.make_node("LayerNormalization", ["x", "g"], ["c"], axis=-1)], {"g": _w(7)}),
 }
 

@@ -600,14 +600,14 @@ def _gather(n: _Op) -> list[_Value]:
     if isinstance(data, _Static) and isinstance(indices, _Batched) and data.shape is not None:
         # Rows of a constant table picked by each row's indices (an embedding).
         if _axis(_int(attrs, "axis", 0), len(data.shape), where) == 0:
-            return [_Batched(indices.rank + len(data.shape) - 1)]
-    elif (
-        isinstance(data, _Batched)
-        and isinstance(indices, _Static)
-        and indices.shape is not None
-        and _axis(_int(attrs, "axis", 0), data.rank, where) != 0
-    ):
-        return [_Batched(data.rank + len(indices.shape) - 1)]
+            dims = indices.dims + data.shape[1:] if indices.dims is not None else None
+            return [_Batched(indices.rank + len(data.shape) - 1, dims)]
+    elif isinstance(data, _Batched) and isinstance(indices, _Static) and indices.shape is not None:
+        axis = _axis(_int(attrs, "axis", 0), data.rank, where)
+        if axis != 0:
+            # The axis (of a row: axis - 1) is replaced by the indices' shape.
+            dims = data.dims[: axis - 1] + indices.shape + data.dims[axis:] if data.dims is not None else None
+            return [_Batched(data.rank + len(indices.shape) - 1, dims)]
     raise _NotProvenError(f"{where}: Gather that moves or indexes the batch axis")
 
 
@@ -616,13 +616,24 @@ def _slice(n: _Op) -> list[_Value]:
     x = _only_first_batched(ins, where)
     if opset < 10:
         starts = list(attrs["starts"].ints) if "starts" in attrs else []
+        ends = list(attrs["ends"].ints) if "ends" in attrs else []
         axes = list(attrs["axes"].ints) if "axes" in attrs else list(range(len(starts)))
+        steps = [1] * len(starts)
     else:
         starts = list(_constant_ints(ins[1], where))
+        ends = list(_constant_ints(ins[2], where))
         axes = list(_constant_ints(ins[3], where)) if _given(n, 3) else list(range(len(starts)))
-    if 0 in {_axis(a, x.rank, where) for a in axes}:
+        steps = list(_constant_ints(ins[4], where)) if _given(n, 4) else [1] * len(starts)
+    normal = [_axis(a, x.rank, where) for a in axes]
+    if 0 in normal:
         raise _NotProvenError(f"{where}: Slice along the batch axis")
-    return [_Batched(x.rank)]
+    if x.dims is None or not len(starts) == len(ends) == len(normal) == len(steps) or 0 in steps:
+        return [_Batched(x.rank)]
+    dims = list(x.dims)
+    for axis, start, end, step in zip(normal, starts, ends, steps, strict=True):
+        # ONNX clamps starts and ends to the axis as Python's slices do.
+        dims[axis - 1] = len(range(*slice(start, end, step).indices(dims[axis - 1])))
+    return [_Batched(x.rank, tuple(dims))]
 
 
 def _pad(n: _Op) -> list[_Value]:
@@ -635,7 +646,15 @@ def _pad(n: _Op) -> list[_Value]:
         raise _NotProvenError(f"{where}: Pad with {len(pads)} pads for {len(axes)} axes")
     if any(axis == 0 and (pads[i] or pads[i + len(axes)]) for i, axis in enumerate(axes)):
         raise _NotProvenError(f"{where}: Pad along the batch axis")
-    return [_Batched(x.rank)]
+    if x.dims is None:
+        return [_Batched(x.rank)]
+    dims = list(x.dims)
+    for i, axis in enumerate(axes):
+        if axis:
+            dims[axis - 1] += pads[i] + pads[i + len(axes)]
+    if any(d < 0 for d in dims):
+        return [_Batched(x.rank)]  # ONNX Runtime refuses it; the proof need not know the shape
+    return [_Batched(x.rank, tuple(dims))]
 
 
 _RULES: dict[str, Callable[[_Op], list[_Value]]] = {
