@@ -339,6 +339,18 @@ PROVEN: dict[str, bytes] = {
     "cnn": _cnn(),
     "embedding": _embedding(),
     "embedding_flattened": _embedding_flattened(),
+    # A Slice of an inner axis whose end is read from the input's shape: the rows' shape
+    # is then unknown to the proof, but each row is still sliced within itself.
+    "slice_to_an_end_read_from_the_shape": _model(
+        [
+            helper.make_node("Shape", ["x"], ["s"]),
+            helper.make_node("Slice", ["s", "two", "three"], ["end"]),
+            helper.make_node("Slice", ["x", "one", "end", "two"], ["y"]),
+        ],
+        [("x", F, ["n", 4, 6])],
+        [("y", F, ["n", 4, 5])],
+        {"one": _i64(1), "two": _i64(2), "three": _i64(3)},
+    ),
     "reshape_transpose": _reshape_transpose(),
     "int64": build_int64_model(),
 }

@@ -621,9 +621,11 @@ def _slice(n: _Op) -> list[_Value]:
         steps = [1] * len(starts)
     else:
         starts = list(_constant_ints(ins[1], where))
-        ends = list(_constant_ints(ins[2], where))
         axes = list(_constant_ints(ins[3], where)) if _given(n, 3) else list(range(len(starts)))
-        steps = list(_constant_ints(ins[4], where)) if _given(n, 4) else [1] * len(starts)
+        # Ends and steps only size the rows: when they are not constants, the rows' shape
+        # is unknown, and the slice still keeps them apart.
+        ends = list(_known_ints(ins[2]))
+        steps = list(_known_ints(ins[4])) if _given(n, 4) else [1] * len(starts)
     normal = [_axis(a, x.rank, where) for a in axes]
     if 0 in normal:
         raise _NotProvenError(f"{where}: Slice along the batch axis")
@@ -710,6 +712,11 @@ def _dims_vector(value: _Value, where: str) -> tuple[int | str, ...]:
     if isinstance(value, _Static) and value.values is not None and value.shape is not None and len(value.shape) == 1:
         return value.values
     raise _NotProvenError(f"{where}: a shape computation on a value the proof cannot read")
+
+
+def _known_ints(value: _Value) -> tuple[int, ...]:
+    """A small integer constant's values; () when the value is not one."""
+    return value.values if isinstance(value, _Static) and value.values is not None else ()
 
 
 def _constant_ints(value: _Value, where: str) -> tuple[int, ...]:
