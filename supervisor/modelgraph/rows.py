@@ -547,11 +547,11 @@ def _expand_to_batch(n: _Op) -> _Value:
 
 def _expanded_dims(rows: tuple[int, ...] | None, target: tuple[int | str, ...]) -> tuple[int, ...] | None:
     """Rows of ``rows`` broadcast to ``target`` as Expand does; None where not known."""
-    if rows is None or len(rows) != len(target) or not all(isinstance(t, int) for t in target):
+    sizes = [t for t in target if isinstance(t, int)]
+    if rows is None or len(rows) != len(target) or len(sizes) != len(target):
         return None
     out = []
-    for r, t in zip(rows, target, strict=True):
-        assert isinstance(t, int)
+    for r, t in zip(rows, sizes, strict=True):
         if r != t and 1 not in (r, t):
             return None  # ONNX Runtime refuses it; the proof need not know the shape
         out.append(r if t == 1 else t)

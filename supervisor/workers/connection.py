@@ -335,7 +335,7 @@ class WorkerConnection(asyncio.Protocol):
         try:
             if aside or (self._region is not None and message.HasField("infer")):
                 self._into_region(call_id, message, aside)
-            if output_bytes >= self._output_min and self._output_region is not None and message.HasField("infer"):
+            if output_bytes and output_bytes >= self._output_min and self._output_region is not None:
                 start = self._output_region.reserve(output_bytes)
                 if start is not None:
                     self._output_ranges[call_id] = (start, output_bytes)
