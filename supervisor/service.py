@@ -124,7 +124,16 @@ class InferenceService:
         self._load_admitted: OrderedDict[tuple[str, str, str], tuple[GraphFacts, bool]] = OrderedDict()
         workers = settings.workers
         batching = workers.dynamic_batching
-        self._batcher = Batcher(pool.infer, max_rows=workers.max_batch_rows) if batching != "off" else None
+        self._batcher = (
+            Batcher(
+                pool.infer,
+                max_rows=workers.max_batch_rows,
+                wait_seconds=workers.batch_wait_ms / 1000,
+                target_rows=workers.batch_target_rows,
+            )
+            if batching != "off"
+            else None
+        )
         self._batch_unproven = batching == "on"  # else only models whose rows are proven independent
 
     def _find(self, caller: Caller, name: str, version: str, record: AuditRecord) -> ModelRecord:

@@ -84,6 +84,8 @@ class LimitSettings:
 
 
 BATCHING_MODES = ("auto", "on", "off")
+# The longest workers.batch_wait_ms: a call may wait this long for others to join its run.
+MAX_BATCH_WAIT_MS = 100.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,12 @@ class WorkerSettings:
     dynamic_batching: str = "auto"
     # Rows in one merged run at most.
     max_batch_rows: int = 64
+    # When a merged run returns with fewer than batch_target_rows rows waiting, and took
+    # less than batch_wait_ms, the next run waits up to batch_wait_ms for more calls (or
+    # until that many rows wait). A call alone on an idle model never waits; 0 turns the
+    # wait off. Under load a quick model's calls then share fewer, larger runs.
+    batch_wait_ms: float = 2.0
+    batch_target_rows: int = 16
     # Input tensors of at least input_region_min_bytes are written into the worker's input
     # region, shared memory it maps read-only, instead of into its frame (supervisor/workers/
     # region.py). Each live worker has one region of input_region_bytes: memory the
@@ -127,6 +135,12 @@ class WorkerSettings:
                 f"workers.dynamic_batching: got {self.dynamic_batching!r}, expected one of {BATCHING_MODES}"
             )
         object.__setattr__(self, "dynamic_batching", mode)
+        if not 0 <= self.batch_wait_ms <= MAX_BATCH_WAIT_MS:
+            raise ConfigError(
+                f"workers.batch_wait_ms: got {self.batch_wait_ms}, expected 0 to {MAX_BATCH_WAIT_MS} (0 turns it off)"
+            )
+        if self.batch_target_rows < 1:
+            raise ConfigError(f"workers.batch_target_rows: got {self.batch_target_rows}, expected at least 1")
 
 
 @dataclass(frozen=True)
@@ -259,15 +273,20 @@ _SECTION_TYPES = {
 }
 
 
-def _check_value(where: str, expected: Any, value: Any, default: Any = None) -> Any:
+# Numbers are positive, but for these, where 0 turns something off.
+_ZERO_ALLOWED = {("workers", "batch_wait_ms")}
+
+
+def _check_value(where: str, expected: Any, value: Any, default: Any = None, *, zero_allowed: bool = False) -> Any:
     if expected == "float" and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     kinds: dict[str, type[Any]] = {"int": int, "float": float, "str": str, "bool": bool}
     kind = kinds[expected]
     if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         raise ConfigError(f"{where}: got {type(value).__name__} {value!r}, expected {expected}")
-    if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
-        raise ConfigError(f"{where}: got {value!r}, expected a positive number")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and (value < 0 or (value == 0 and not zero_allowed)):
+        raise ConfigError(f"{where}: got {value!r}, expected {'0 or more' if zero_allowed else 'a positive number'}")
     if kind is str and not value and default != "":
         raise ConfigError(f"{where}: got an empty string, expected a value")
     return value
@@ -291,7 +310,9 @@ def parse_settings(raw: dict[str, Any], source: str = "config") -> Settings:
                 raise ConfigError(f"{source}: unknown key {name}.{key}; known: {sorted(fields)}")
             if (name, key) == ("workers", "dynamic_batching") and isinstance(value, bool):
                 value = str(value).lower()  # a config file written before "auto": WorkerSettings maps it
-            values[key] = _check_value(f"{source}: {name}.{key}", fields[key], value, defaults[key])
+            values[key] = _check_value(
+                f"{source}: {name}.{key}", fields[key], value, defaults[key], zero_allowed=(name, key) in _ZERO_ALLOWED
+            )
         sections[name] = cls(**values)
     return Settings(**sections)
 

@@ -233,6 +233,176 @@ def test_a_cancelled_waiting_call_leaves_the_queue() -> None:
     asyncio.run(main())
 
 
+class SteppedWorker:
+    """Doubles every row; each run waits until the test releases it, so the test decides
+    what is at the worker, what waits, and when each run returns."""
+
+    def __init__(self) -> None:
+        self.runs: list[int] = []  # rows per run, in the order they reached the worker
+        self._gates: list[asyncio.Event] = []
+
+    async def infer(
+        self, tenant: str, key: str, load: Callable[[], bytes], request: pb.ToWorker, *, output_bytes: int = 0
+    ) -> pb.InferResult:
+        tensor = request.infer.inputs[0]
+        x = np.frombuffer(tensor.data, dtype=np.float32).reshape(tuple(tensor.shape))
+        gate = asyncio.Event()
+        self.runs.append(x.shape[0])
+        self._gates.append(gate)
+        await gate.wait()
+        y = x * 2
+        return pb.InferResult(outputs=[pb.Tensor(name="y", datatype="FP32", shape=list(y.shape), data=y.tobytes())])
+
+    async def release(self, run: int, *, after: float = 0.0) -> None:
+        """Let run number ``run`` (from 0) return, ``after`` seconds from now."""
+        await asyncio.sleep(after)
+        self._gates[run].set()
+        await _turns()
+
+
+async def _turns(n: int = 10) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def _start(batcher: Batcher, n: int) -> list[asyncio.Task[tuple[pb.InferResult, int]]]:
+    return [asyncio.create_task(batcher.infer("acme", "m", lambda: b"", _request(x), 1)) for x in _inputs(n)]
+
+
+async def _busy_then_fewer(batcher: Batcher, worker: SteppedWorker) -> list[asyncio.Task[tuple[pb.InferResult, int]]]:
+    """Eight callers at the batcher at once (one at the worker, seven waiting), then five
+    of the waiting ones gone: as under load, when answered callers have not come back yet.
+    Returns the two calls still waiting, behind run 0."""
+    first = _start(batcher, 1)
+    await _turns()
+    waiting = _start(batcher, 7)
+    await _turns()
+    for task in waiting[2:]:
+        task.cancel()
+    await _turns()
+    assert worker.runs == [1]
+    return first + waiting[:2]
+
+
+def test_under_load_a_quick_models_next_run_waits_for_the_callers_expected_back() -> None:
+    # Without the wait, the two waiting calls would leave alone as run 0 returns, and the
+    # five callers coming back would need a run of their own: two worker round trips.
+    async def main() -> None:
+        worker = SteppedWorker()
+        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1, wait_seconds=30.0, target_rows=16)
+        calls = await _busy_then_fewer(batcher, worker)
+        await worker.release(0)
+        assert worker.runs == [1]  # the two waiting calls wait for more
+        back = _start(batcher, 5)
+        await _turns()
+        # Seven wait, as many as the batcher had while run 0 was out, less run 0's caller:
+        # the run leaves at once, long before the wait would end.
+        assert worker.runs == [1, 7]
+        await worker.release(1)
+        answers = await asyncio.gather(*calls, *back)
+        assert [shared for _, shared in answers] == [1] + [7] * 7
+
+    asyncio.run(main())
+
+
+def test_a_run_waiting_for_calls_that_do_not_come_leaves_when_the_wait_ends() -> None:
+    async def main() -> None:
+        worker = SteppedWorker()
+        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1, wait_seconds=0.05, target_rows=16)
+        calls = await _busy_then_fewer(batcher, worker)
+        await worker.release(0)
+        assert worker.runs == [1]
+        await asyncio.sleep(0.1)  # longer than the wait; nobody else calls
+        assert worker.runs == [1, 2]
+        await worker.release(1)
+        assert [shared for _, shared in await asyncio.gather(*calls)] == [1, 2, 2]
+
+    asyncio.run(main())
+
+
+def test_when_every_caller_is_already_waiting_no_run_waits() -> None:
+    # Low concurrency: two callers, one at the worker and one waiting. When run 0 returns,
+    # its caller is still being answered and no one else can come: a wait would only delay
+    # the waiting call.
+    async def main() -> None:
+        worker = SteppedWorker()
+        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1, wait_seconds=30.0, target_rows=16)
+        calls = _start(batcher, 1)
+        await _turns()
+        calls += _start(batcher, 1)
+        await _turns()
+        await worker.release(0)
+        assert worker.runs == [1, 1]
+        await worker.release(1)
+        await asyncio.wait_for(asyncio.gather(*calls), 5)
+
+    asyncio.run(main())
+
+
+def test_a_model_slower_than_the_wait_never_waits() -> None:
+    # Its calls gather during its runs; a worker idle for the wait would cost it throughput.
+    async def main() -> None:
+        worker = SteppedWorker()
+        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1, wait_seconds=0.02, target_rows=16)
+        calls = await _busy_then_fewer(batcher, worker)
+        await worker.release(0, after=0.05)  # run 0 took longer than the wait
+        assert worker.runs == [1, 2]
+        await worker.release(1)
+        await asyncio.wait_for(asyncio.gather(*calls), 5)
+
+    asyncio.run(main())
+
+
+def test_a_run_with_the_target_rows_waiting_does_not_wait() -> None:
+    async def main() -> None:
+        worker = SteppedWorker()
+        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1, wait_seconds=30.0, target_rows=2)
+        calls = await _busy_then_fewer(batcher, worker)
+        await worker.release(0)
+        assert worker.runs == [1, 2]
+        await worker.release(1)
+        await asyncio.wait_for(asyncio.gather(*calls), 5)
+
+    asyncio.run(main())
+
+
+def test_with_no_wait_configured_waiting_calls_leave_as_the_run_returns() -> None:
+    async def main() -> None:
+        worker = SteppedWorker()
+        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1, wait_seconds=0.0, target_rows=16)
+        calls = await _busy_then_fewer(batcher, worker)
+        await worker.release(0)
+        assert worker.runs == [1, 2]
+        await worker.release(1)
+        await asyncio.wait_for(asyncio.gather(*calls), 5)
+
+    asyncio.run(main())
+
+
+def test_calls_cancelled_during_the_wait_leave_nothing_waiting_behind() -> None:
+    # The wait's timer must not outlive the calls it waits for: nothing of the model is
+    # left at the batcher, and the next caller goes to the worker at once, alone.
+    async def main() -> None:
+        worker = SteppedWorker()
+        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1, wait_seconds=30.0, target_rows=16)
+        calls = await _busy_then_fewer(batcher, worker)
+        await worker.release(0)
+        assert worker.runs == [1]
+        for task in calls[1:]:
+            task.cancel()
+        await _turns()
+        assert batcher.active_groups == 0
+        later = _start(batcher, 1)
+        await _turns()
+        assert worker.runs == [1, 1]
+        await worker.release(1)
+        ((_, shared),) = await asyncio.wait_for(asyncio.gather(*later), 5)
+        assert shared == 1
+        await calls[0]
+
+    asyncio.run(main())
+
+
 def test_only_models_with_a_dynamic_first_dimension_everywhere_are_stackable() -> None:
     assert stackable([(-1, 64)], [(-1, 10)])
     assert not stackable([(1, 64)], [(-1, 10)])

@@ -26,6 +26,9 @@ def test_rendered_defaults_parse_back() -> None:
         pytest.param({"auth": {"issuer": ""}}, "empty string", id="empty_issuer"),
         pytest.param({"server": 3}, "must be a table", id="not_a_table"),
         pytest.param({"workers": {"dynamic_batching": "sometimes"}}, "expected one of", id="unknown_batching_mode"),
+        pytest.param({"workers": {"batch_wait_ms": -1}}, "expected 0 or more", id="negative_batch_wait"),
+        pytest.param({"workers": {"batch_wait_ms": 250}}, "expected 0 to 100", id="unbounded_batch_wait"),
+        pytest.param({"workers": {"batch_target_rows": 0}}, "expected a positive number", id="zero_batch_target"),
     ],
 )
 def test_invalid_config_refused(raw: dict[str, object], message: str) -> None:
@@ -47,6 +50,15 @@ def test_batching_written_as_a_boolean_before_auto_existed_keeps_its_meaning(tmp
     path.write_text("[workers]\ndynamic_batching = false\n")
     assert load_settings(path, {"IRE_WORKERS__DYNAMIC_BATCHING": "true"}).workers.dynamic_batching == "on"
     assert load_settings(path, {}).workers.dynamic_batching == "off"
+
+
+def test_the_batch_wait_can_be_turned_off_with_zero_where_other_bounds_cannot(tmp_path: Path) -> None:
+    assert parse_settings({"workers": {"batch_wait_ms": 0}}).workers.batch_wait_ms == 0.0
+    path = tmp_path / "config.toml"
+    path.write_text("")
+    assert load_settings(path, {"IRE_WORKERS__BATCH_WAIT_MS": "0"}).workers.batch_wait_ms == 0.0
+    with pytest.raises(ConfigError, match="expected a positive number"):
+        parse_settings({"workers": {"max_batch_rows": 0}})
 
 
 def test_missing_file_says_run_init(tmp_path: Path) -> None:

@@ -1,11 +1,11 @@
 """Dynamic batching per (tenant, model): calls that wait together run as one.
 
-Adaptive, with no timer: a call goes to the worker at once when no run of its (tenant,
-model) is there, so an idle server adds no delay. Otherwise it waits, and when the run
-returns, every call that waited leaves in one request, up to ``max_rows`` rows; the wait
-is bounded by the run ahead of it. Calls that fill a whole run (``max_rows``) do not wait:
-they start a second run beside the first (``max_in_flight``), so that a model that takes
-long per run keeps its worker busy. Measured on a 2-core machine: with the second run
+A call goes to the worker at once when no run of its (tenant, model) is there, so an
+idle server adds no delay. Otherwise it waits, and when the run returns, every call that
+waited leaves in one request, up to ``max_rows`` rows, at once or after a short wait for
+more (below). Calls that fill a whole run (``max_rows``) do not wait: they start a second
+run beside the first (``max_in_flight``), so that a model that takes long per run keeps
+its worker busy. Measured on a 2-core machine: with the second run
 for any waiting call, small models gained less at concurrency 16 (bigger runs, fewer of
 them, win there); with one run only, a 4.2 M-parameter model at batch 32 lost a third of
 its throughput (its worker idled between runs).
@@ -22,6 +22,24 @@ only when ``workers.dynamic_batching`` is "on", or "auto" (the default) and the 
 graph proves its rows independent (supervisor/modelgraph/rows.py). A merged run the model
 refuses as bad input is retried call by call, so one bad call fails alone; an output that
 cannot be cut by rows turns batching off for that model.
+
+The wait for more calls (``wait_seconds``, ``workers.batch_wait_ms``). Under load, the
+event loop takes in a quick model's calls more slowly than the worker answers them, and
+runs stay small (3 to 4 calls at concurrency 16 on a 2-core machine). So when a run
+returns, the next may wait up to ``wait_seconds`` more for calls to join it, and leaves
+as soon as enough rows wait. It waits only when all of these hold:
+
+- it would carry fewer than ``target_rows`` rows;
+- the run that returned took less than ``wait_seconds``. A slower model gathers its calls
+  during its runs, and a worker idle for the wait would cost it throughput;
+- more calls of the group are expected: the most rows it has had at the batcher at once
+  lately (waiting or at the worker, in this ``PEAK_WINDOW_SECONDS`` or the last), less
+  those of the run that returned, exceed the rows waiting. The run's own callers are
+  still being answered and come back only after their clients have their replies.
+
+The run leaves when that many rows wait, or ``target_rows``, or when the wait ends. At low
+concurrency, where every caller is waiting or being answered, no run waits; a call alone
+on an idle model never does. A call waits the run ahead of it and the wait at most.
 """
 
 from __future__ import annotations
@@ -40,6 +58,9 @@ from supervisor.tensors import Output, Outputs, WorkerOutputs
 from supervisor.workers.pool import QUEUE_SECONDS
 
 log = structlog.get_logger(__name__)
+
+# How long the most rows a group has had at the batcher at once counts for, at least.
+PEAK_WINDOW_SECONDS = 0.5
 
 __all__ = ["Batcher", "stackable"]
 
@@ -73,17 +94,57 @@ class _Group:
     in_flight: int = 0
     waiting: list[_Call] = field(default_factory=list)
     waiting_rows: int = 0
+    # The timer that sends the waiting calls at the end of the wait for more, while it runs.
+    hold: asyncio.TimerHandle | None = None
+    # The wait for more calls is over: the next chance to send goes without another one.
+    waited: bool = False
+    # How long the last run took, sent to answered: a model slower than the wait never waits.
+    last_run_seconds: float = 0.0
+    # Rows at the worker, and those of the run that returned last.
+    running_rows: int = 0
+    returned_rows: int = 0
+    # The most rows at the batcher at once (waiting or at the worker) in this window and
+    # in the one before it; the window ends at window_ends (perf_counter).
+    peak_rows: int = 0
+    last_peak_rows: int = 0
+    window_ends: float = field(default_factory=lambda: time.perf_counter() + PEAK_WINDOW_SECONDS)
+
+    def returned(self, rows: int, sent: float) -> None:
+        """A run of ``rows`` rows, sent at ``sent``, is back."""
+        now = time.perf_counter()
+        self.last_run_seconds = now - sent
+        self.running_rows -= rows
+        self.returned_rows = rows
+        if now >= self.window_ends:
+            self.last_peak_rows = self.peak_rows if now - self.window_ends < PEAK_WINDOW_SECONDS else 0
+            self.peak_rows = self.waiting_rows + self.running_rows
+            self.window_ends = now + PEAK_WINDOW_SECONDS
 
 
 class Batcher:
-    def __init__(self, infer: Infer, *, max_rows: int, max_in_flight: int = 2) -> None:
+    def __init__(
+        self,
+        infer: Infer,
+        *,
+        max_rows: int,
+        max_in_flight: int = 2,
+        wait_seconds: float = 0.0,
+        target_rows: int = 0,
+    ) -> None:
         self._infer = infer
         self._max_rows = max_rows
         self._max_in_flight = max_in_flight
+        self._wait_seconds = wait_seconds
+        self._target_rows = min(target_rows, max_rows)
         self._groups: dict[tuple[Any, ...], _Group] = {}
         self._unstackable: set[tuple[str, str]] = set()  # (tenant, model) whose outputs did not cut
         self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
         self.merged_runs = 0  # runs that carried more than one call, for tests and metrics
+
+    @property
+    def active_groups(self) -> int:
+        """(tenant, model) groups with calls at the batcher, waiting or at the worker."""
+        return len(self._groups)
 
     async def infer(
         self, tenant: str, key: str, load: Callable[[], bytes], request: pb.ToWorker, rows: int, output_bytes: int = 0
@@ -104,15 +165,20 @@ class Batcher:
             group = self._groups[gkey] = _Group()
         if group.in_flight == 0 and not group.waiting:
             group.in_flight += 1
+            group.running_rows += rows
+            group.peak_rows = max(group.peak_rows, group.running_rows)
+            sent = time.perf_counter()
             try:
                 result = await self._infer(tenant, key, load, request, output_bytes=output_bytes)
                 return result, 1
             finally:
                 group.in_flight -= 1
+                group.returned(rows, sent)
                 self._next(gkey, group, load)
         call = _Call(request, rows, output_bytes, asyncio.get_running_loop().create_future(), time.perf_counter())
         group.waiting.append(call)
         group.waiting_rows += rows
+        group.peak_rows = max(group.peak_rows, group.waiting_rows + group.running_rows)
         self._next(gkey, group, load)  # a full run need not wait
         try:
             result = await call.future
@@ -120,6 +186,8 @@ class Batcher:
             if call in group.waiting:
                 group.waiting.remove(call)
                 group.waiting_rows -= call.rows
+                if not group.waiting:
+                    self._next(gkey, group, load)  # nothing left to wait for
             raise
         QUEUE_SECONDS.set(call.queue_seconds)
         return result, call.shared_with
@@ -128,12 +196,27 @@ class Batcher:
         """Send what waits in ``group`` as one run: when no run is at the worker, or when
         the waiting calls fill a whole run and a second may start."""
         if not group.waiting:
-            if group.in_flight == 0:
-                self._groups.pop(gkey, None)
+            self._stop_waiting(group)
+            if group.in_flight == 0 and self._groups.get(gkey) is group:
+                del self._groups[gkey]
             return
         full = group.waiting_rows >= self._max_rows and group.in_flight < self._max_in_flight
         if group.in_flight > 0 and not full:
             return
+        if (
+            not full
+            and not group.waited
+            and group.last_run_seconds < self._wait_seconds
+            and group.waiting_rows
+            < min(self._target_rows, max(group.peak_rows, group.last_peak_rows) - group.returned_rows)
+        ):
+            # Wait for more calls, once per run. A timer of uvloop's has millisecond
+            # resolution: the wait is wait_seconds rounded to the millisecond, give or take
+            # one, and no timer is made or moved per call.
+            if group.hold is None:
+                group.hold = asyncio.get_running_loop().call_later(self._wait_seconds, self._waited, gkey, group, load)
+            return
+        self._stop_waiting(group)
         taken: list[_Call] = []
         rows = 0
         while group.waiting and rows + group.waiting[0].rows <= self._max_rows:
@@ -142,19 +225,32 @@ class Batcher:
             rows += call.rows
         group.waiting_rows -= rows
         group.in_flight += 1
+        group.running_rows += rows
         task = asyncio.get_running_loop().create_task(self._run(gkey, group, load, taken, rows))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _waited(self, gkey: tuple[Any, ...], group: _Group, load: Callable[[], bytes]) -> None:
+        group.hold = None
+        group.waited = True
+        self._next(gkey, group, load)
+
+    @staticmethod
+    def _stop_waiting(group: _Group) -> None:
+        if group.hold is not None:
+            group.hold.cancel()
+            group.hold = None
+        group.waited = False
 
     async def _run(
         self, gkey: tuple[Any, ...], group: _Group, load: Callable[[], bytes], calls: list[_Call], rows: int
     ) -> None:
         tenant, key = gkey[0], gkey[1]
+        sent = time.perf_counter()
         try:
             if len(calls) == 1:
                 await self._settle(calls[0], tenant, key, load)
                 return
-            sent = time.perf_counter()
             try:
                 merged = await self._infer(
                     tenant,
@@ -191,6 +287,7 @@ class Batcher:
                     c.future.set_result(part)
         finally:
             group.in_flight -= 1
+            group.returned(rows, sent)
             self._next(gkey, group, load)
 
     async def _settle(self, call: _Call, tenant: str, key: str, load: Callable[[], bytes]) -> None:
