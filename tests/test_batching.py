@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import onnxruntime as ort
+import pytest
 
 from protos import worker_pb2 as pb
 from protos.inference import grpc_predict_v2_pb2 as oip
@@ -339,39 +340,26 @@ def test_when_every_caller_is_already_waiting_no_run_waits() -> None:
     asyncio.run(main())
 
 
-def test_a_model_slower_than_the_wait_never_waits() -> None:
-    # Its calls gather during its runs; a worker idle for the wait would cost it throughput.
+@pytest.mark.parametrize(
+    ("wait_seconds", "target_rows", "run_seconds"),
+    [
+        # Its calls gather during its runs; a worker idle for the wait would cost it throughput.
+        pytest.param(0.02, 16, 0.05, id="a_model_slower_than_the_wait"),
+        pytest.param(30.0, 2, 0.0, id="the_target_rows_already_waiting"),
+        pytest.param(0.0, 16, 0.0, id="no_wait_configured"),
+    ],
+)
+def test_a_run_that_need_not_wait_leaves_as_the_one_ahead_returns(
+    wait_seconds: float, target_rows: int, run_seconds: float
+) -> None:
+    # The same callers as in the waiting tests above are expected back; these never wait.
     async def main() -> None:
         worker = SteppedWorker()
-        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1, wait_seconds=0.02, target_rows=16)
+        batcher = Batcher(
+            worker.infer, max_rows=64, max_in_flight=1, wait_seconds=wait_seconds, target_rows=target_rows
+        )
         calls = await _busy_then_fewer(batcher, worker)
-        await worker.release(0, after=0.05)  # run 0 took longer than the wait
-        assert worker.runs == [1, 2]
-        await worker.release(1)
-        await asyncio.wait_for(asyncio.gather(*calls), 5)
-
-    asyncio.run(main())
-
-
-def test_a_run_with_the_target_rows_waiting_does_not_wait() -> None:
-    async def main() -> None:
-        worker = SteppedWorker()
-        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1, wait_seconds=30.0, target_rows=2)
-        calls = await _busy_then_fewer(batcher, worker)
-        await worker.release(0)
-        assert worker.runs == [1, 2]
-        await worker.release(1)
-        await asyncio.wait_for(asyncio.gather(*calls), 5)
-
-    asyncio.run(main())
-
-
-def test_with_no_wait_configured_waiting_calls_leave_as_the_run_returns() -> None:
-    async def main() -> None:
-        worker = SteppedWorker()
-        batcher = Batcher(worker.infer, max_rows=64, max_in_flight=1, wait_seconds=0.0, target_rows=16)
-        calls = await _busy_then_fewer(batcher, worker)
-        await worker.release(0)
+        await worker.release(0, after=run_seconds)
         assert worker.runs == [1, 2]
         await worker.release(1)
         await asyncio.wait_for(asyncio.gather(*calls), 5)
