@@ -739,6 +739,23 @@ _SHAPE_CASES: dict[str, tuple[list[object], dict[str, np.ndarray]]] = {
     ),
     "pad": ([helper.make_node("Pad", ["x", "pads"], ["c"])], {"pads": _i64(0, 0, 1, 2, 0, 0, 3, 0)}),
     "layer_norm": ([helper.make_node("LayerNormalization", ["x", "g"], ["c"], axis=-1)], {"g": _w(7)}),
+    "split_into_given_sizes": ([helper.make_node("Split", ["x", "sp"], ["a", "c"], axis=2)], {"sp": _i64(3, 6)}),
+    "split_evenly": ([helper.make_node("Split", ["x"], ["a", "c", "b"], axis=2)], {}),
+    "tile": ([helper.make_node("Tile", ["x", "rep"], ["c"])], {"rep": _i64(1, 2, 1, 3)}),
+    "depth_to_space": (
+        [
+            helper.make_node("Concat", ["x", "x"], ["x4"], axis=1),
+            helper.make_node("DepthToSpace", ["x4"], ["c"], blocksize=2, mode="CRD"),
+        ],
+        {},
+    ),
+    "space_to_depth": (
+        [
+            helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["even"]),
+            helper.make_node("SpaceToDepth", ["even"], ["c"], blocksize=2),
+        ],
+        {"starts": _i64(0, 0), "ends": _i64(8, 6), "axes": _i64(2, 3)},
+    ),
 }
 
 
@@ -771,3 +788,26 @@ def test_a_flatten_after_a_reduction_squeeze_or_concat_is_proven_only_with_the_r
     assert _merged_equals_alone(model)
     joined = read_graph_facts(_then_flatten(nodes, weights, 2 * row))
     assert not joined.rows_independent and "not one row each" in joined.rows_reason
+
+
+@pytest.mark.parametrize(
+    ("nodes", "reason"),
+    [
+        pytest.param([], "Tile that repeats the batch axis", id="batch_axis_repeated"),
+        # Worked out by an operator the proof does not fold: it cannot tell what they are.
+        pytest.param(
+            [helper.make_node("Abs", ["rep"], ["rep2"])], "repeats are not a constant", id="repeats_not_a_constant"
+        ),
+    ],
+)
+def test_a_tile_that_may_repeat_the_batch_axis_is_not_proven(nodes: list[object], reason: str) -> None:
+    # Each call's rows repeated among the others': the merged answer is not any call's own.
+    repeats = "rep2" if nodes else "rep"
+    model = _model(
+        [*nodes, helper.make_node("Tile", ["x", repeats], ["y"])],
+        [("x", F, ["n", 2, 9, 7])],
+        [("y", F, None)],
+        {"rep": _i64(2, 1, 1, 1) if not nodes else _i64(1, 2, 1, 3)},
+    )
+    proof = prove_rows_independent(_parsed(model))
+    assert not proof.independent and reason in proof.reason

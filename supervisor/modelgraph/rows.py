@@ -12,8 +12,8 @@ operators listed below, each used in a way that keeps rows apart (a ``Softmax`` 
 axis but the first, a ``MatMul`` by a constant or of two batched stacks of matrices
 (attention), a ``Reshape`` that keeps the first dimension or whose new shape, -1 first,
 holds exactly one row of a shape it knows (from the declared inputs, through element-wise
-operators, convolutions and pooling, ...), a ``Slice`` or ``Pad`` that leaves the first
-axis alone, ...). Anything else, a custom domain, a subgraph, an operator not
+operators, convolutions and pooling, ...), a ``Slice``, ``Pad``, ``Split`` or ``Tile``
+that leaves the first axis alone, ...). Anything else, a custom domain, a subgraph, an operator not
 listed, a shape it cannot know, is "not proven", and the model runs call by call. Of the
 ``ai.onnx.ml`` domain (models converted from scikit-learn and the like) it accepts the
 predictors and transformers that read an [N, F] input one row at a time. No library
@@ -589,9 +589,64 @@ def _concat(n: _Op) -> list[_Value]:
 def _split(n: _Op) -> list[_Value]:
     node, attrs, ins, where = n.node, n.attrs, n.ins, n.where
     x = _only_first_batched(ins, where)
-    if _axis(_int(attrs, "axis", 0), x.rank, where) == 0:
+    axis = _axis(_int(attrs, "axis", 0), x.rank, where)
+    if axis == 0:
         raise _NotProvenError(f"{where}: Split along the batch axis")
-    return [_Batched(x.rank)] * len(node.output)
+    count = len(node.output)
+    sizes = _split_sizes(n, x.dims[axis - 1] if x.dims is not None else None, count)
+    if x.dims is None or sizes is None:
+        return [_Batched(x.rank)] * count
+    return [_Batched(x.rank, (*x.dims[: axis - 1], size, *x.dims[axis:])) for size in sizes]
+
+
+def _split_sizes(n: _Op, size: int | None, count: int) -> list[int] | None:
+    """The sizes a Split cuts an axis of ``size`` into, as ONNX defines them; None where
+    the proof does not know them (ONNX Runtime refuses sizes that do not add up)."""
+    if n.opset < 13:
+        given = list(n.attrs["split"].ints) if "split" in n.attrs else []
+    else:
+        given = list(_known_ints(n.ins[1])) if _given(n, 1) else []
+        if _given(n, 1) and not given:
+            return None
+    if size is None:
+        return None
+    if not given:
+        # Equal parts; since opset 18 the last may be smaller.
+        part = -(-size // count)
+        given = [part] * (count - 1) + [size - part * (count - 1)] if n.opset >= 18 else [size // count] * count
+    if len(given) != count or sum(given) != size or any(g < 0 for g in given):
+        return None
+    return given
+
+
+def _tile(n: _Op) -> list[_Value]:
+    ins, where = n.ins, n.where
+    x = _only_first_batched(ins, where)
+    repeats = _known_ints(ins[1])
+    if len(repeats) != x.rank:
+        raise _NotProvenError(f"{where}: Tile whose repeats are not a constant, one per axis")
+    # Repeating the batch axis would put copies of one call's rows among the others'.
+    if repeats[0] != 1 or any(r < 0 for r in repeats):
+        raise _NotProvenError(f"{where}: Tile that repeats the batch axis (repeats {list(repeats)})")
+    dims = tuple(d * r for d, r in zip(x.dims, repeats[1:], strict=True)) if x.dims is not None else None
+    return [_Batched(x.rank, dims)]
+
+
+def _depth_space(n: _Op) -> list[_Value]:
+    """DepthToSpace and SpaceToDepth: [N, C, H, W] rearranged within each item."""
+    node, attrs, ins, where = n.node, n.attrs, n.ins, n.where
+    x = _only_first_batched(ins, where)
+    block = _int(attrs, "blocksize", 0)
+    if x.rank != 4 or block < 1:
+        raise _NotProvenError(f"{where}: {node.op_type} on rank {x.rank} or with blocksize {block}")
+    if x.dims is None:
+        return [_Batched(4)]
+    c, h, w = x.dims
+    if node.op_type == "DepthToSpace":
+        dims = (c // block**2, h * block, w * block) if c % block**2 == 0 else None
+    else:
+        dims = (c * block**2, h // block, w // block) if h % block == 0 and w % block == 0 else None
+    return [_Batched(4, dims)]
 
 
 def _gather(n: _Op) -> list[_Value]:
@@ -667,6 +722,7 @@ _RULES: dict[str, Callable[[_Op], list[_Value]]] = {
     "ArgMax": _arg,
     "ArgMin": _arg,
     "Concat": _concat,
+    "DepthToSpace": _depth_space,
     "Expand": _expand,
     "Flatten": _flatten,
     "Gather": _gather,
@@ -679,8 +735,10 @@ _RULES: dict[str, Callable[[_Op], list[_Value]]] = {
     "Reshape": _reshape,
     "Slice": _slice,
     "Softmax": _softmax,
+    "SpaceToDepth": _depth_space,
     "Split": _split,
     "Squeeze": _squeeze,
+    "Tile": _tile,
     "Transpose": _transpose,
     "Unsqueeze": _squeeze,
 }
