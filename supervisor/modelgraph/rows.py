@@ -13,11 +13,12 @@ axis but the first, a ``MatMul`` by a constant or of two batched stacks of matri
 (attention), a ``Reshape`` that keeps the first dimension or whose new shape, -1 first,
 holds exactly one row of a shape it knows (from the declared inputs, through element-wise
 operators, convolutions and pooling, ...), a ``Slice``, ``Pad``, ``Split`` or ``Tile``
-that leaves the first axis alone, ...). Anything else, a custom domain, a subgraph, an operator not
-listed, a shape it cannot know, is "not proven", and the model runs call by call. Of the
-``ai.onnx.ml`` domain (models converted from scikit-learn and the like) it accepts the
-predictors and transformers that read an [N, F] input one row at a time. No library
-answers this question: ONNX's shape inference gives shapes, not which axis mixes rows.
+that leaves the first axis alone, ...). Anything else, a custom domain, a subgraph, an
+operator not listed, a shape it cannot know, is "not proven", and the model runs call by
+call. Of the ``ai.onnx.ml`` domain (models converted from scikit-learn and the like) it
+accepts the predictors and transformers that read an [N, F] input one row at a time. No
+library answers this question: ONNX's shape inference gives shapes, not which axis mixes
+rows.
 
 The batch size itself may flow only into the first dimension of a ``Reshape``'s new shape
 or of an ``Expand``'s: PyTorch exports ``x.view(x.size(0), -1)`` as ``Shape`` ->
