@@ -655,6 +655,23 @@ _PER_ITEM_CASES: dict[str, tuple[str, dict[str, object], dict[str, np.ndarray]]]
     "max_pool_dilated": ("MaxPool", {"kernel_shape": [2, 2], "dilations": [2, 2]}, {}),
     "lp_pool": ("LpPool", {"kernel_shape": [2, 3], "p": 2}, {}),
     "global_average_pool": ("GlobalAveragePool", {}, {}),
+    "conv_transpose_stride_2": ("ConvTranspose", {"strides": [2, 2]}, {"k": _w(2, 3, 3, 3)}),
+    "conv_transpose_padded": (
+        "ConvTranspose",
+        {"strides": [2, 3], "pads": [1, 0, 2, 1], "output_padding": [1, 2], "dilations": [1, 2]},
+        {"k": _w(2, 3, 3, 2)},
+    ),
+    "conv_transpose_same_upper": (
+        "ConvTranspose",
+        {"strides": [2, 2], "auto_pad": "SAME_UPPER"},
+        {"k": _w(2, 4, 3, 3)},
+    ),
+    "conv_transpose_grouped": ("ConvTranspose", {"group": 2, "strides": [1, 2]}, {"k": _w(2, 2, 2, 3)}),
+    "conv_transpose_output_shape": (
+        "ConvTranspose",
+        {"strides": [2, 2], "output_shape": [19, 15]},
+        {"k": _w(2, 3, 3, 3)},
+    ),
     "batch_normalization": (
         "BatchNormalization",
         {},
@@ -704,7 +721,6 @@ def test_a_flatten_after_a_convolution_or_pool_is_proven_only_with_the_row_size_
     ("op", "attrs", "weights"),
     [
         ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}, {}),
-        ("ConvTranspose", {"strides": [2, 2]}, {"k": _w(2, 3, 3, 3)}),
     ],
 )
 def test_a_flatten_after_an_operator_whose_row_size_the_proof_does_not_work_out_is_not_proven(

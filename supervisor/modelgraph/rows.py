@@ -338,7 +338,8 @@ _SAME_SHAPE = frozenset(("BatchNormalization", "InstanceNormalization", "LpNorma
 def _per_item_dims(n: _Op, x: _Batched) -> tuple[int, ...] | None:
     """A per-item operator's row dimensions, from its input's and its attributes, as the
     ONNX operator definitions give them; None where the proof does not work them out
-    (``ConvTranspose``, a pool with ``ceil_mode``, an unknown kernel or input)."""
+    (a pool with ``ceil_mode``, an unknown kernel or input, ``ConvTranspose`` with an
+    ``output_shape`` that is not one size per spatial axis)."""
     op, attrs, dims = n.node.op_type, n.attrs, x.dims
     if dims is None:
         return None
@@ -347,6 +348,8 @@ def _per_item_dims(n: _Op, x: _Batched) -> tuple[int, ...] | None:
     if op.startswith("Global"):  # [C, 1, 1, ...]
         return (dims[0], *([1] * (len(dims) - 1)))
     spatial = dims[1:]
+    if op == "ConvTranspose":
+        return _conv_transpose_dims(n, dims)
     if op == "Conv":
         weight = n.ins[1] if len(n.ins) > 1 else None
         if not isinstance(weight, _Static) or weight.shape is None or len(weight.shape) != len(dims) + 1:
@@ -378,6 +381,46 @@ def _per_item_dims(n: _Op, x: _Batched) -> tuple[int, ...] | None:
             out.append((size + pads[i] + pads[i + k] - reach) // strides[i] + 1)
         else:
             return None
+    if any(d < 1 for d in out):
+        return None
+    return (channels, *out)
+
+
+def _conv_transpose_dims(n: _Op, dims: tuple[int, ...]) -> tuple[int, ...] | None:
+    """ConvTranspose's row dimensions, as the ONNX operator definition gives them:
+    ``stride * (in - 1) + output_padding + dilation * (kernel - 1) + 1 - pads``, ``in *
+    stride`` with a SAME ``auto_pad``, or its ``output_shape``."""
+    attrs, spatial = n.attrs, dims[1:]
+    weight = n.ins[1] if len(n.ins) > 1 else None
+    if not isinstance(weight, _Static) or weight.shape is None or len(weight.shape) != len(dims) + 1:
+        return None
+    channels, kernel = weight.shape[1] * _int(attrs, "group", 1), weight.shape[2:]
+    k = len(spatial)
+    if "kernel_shape" in attrs and tuple(attrs["kernel_shape"].ints) != kernel:
+        return None
+    if "output_shape" in attrs:
+        shape = tuple(attrs["output_shape"].ints)
+        return (channels, *shape) if len(shape) == k and all(d >= 1 for d in shape) else None
+    strides = tuple(attrs["strides"].ints) if "strides" in attrs else (1,) * k
+    dilations = tuple(attrs["dilations"].ints) if "dilations" in attrs else (1,) * k
+    pads = tuple(attrs["pads"].ints) if "pads" in attrs else (0,) * (2 * k)
+    extra = tuple(attrs["output_padding"].ints) if "output_padding" in attrs else (0,) * k
+    auto_pad = attrs["auto_pad"].s.decode() if "auto_pad" in attrs else "NOTSET"
+    if len(strides) != k or len(dilations) != k or len(pads) != 2 * k or len(extra) != k:
+        return None
+    if any(v < 1 for v in (*kernel, *strides, *dilations)) or any(v < 0 for v in (*pads, *extra)):
+        return None
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        out = [size * strides[i] for i, size in enumerate(spatial)]
+    elif auto_pad in ("NOTSET", "VALID"):
+        if auto_pad == "VALID":
+            pads = (0,) * (2 * k)
+        out = [
+            strides[i] * (size - 1) + extra[i] + dilations[i] * (kernel[i] - 1) + 1 - pads[i] - pads[i + k]
+            for i, size in enumerate(spatial)
+        ]
+    else:
+        return None
     if any(d < 1 for d in out):
         return None
     return (channels, *out)
