@@ -347,29 +347,23 @@ def _per_item_dims(n: _Op, x: _Batched) -> tuple[int, ...] | None:
         return dims
     if op.startswith("Global"):  # [C, 1, 1, ...]
         return (dims[0], *([1] * (len(dims) - 1)))
-    spatial = dims[1:]
     if op == "ConvTranspose":
         return _conv_transpose_dims(n, dims)
+    spatial = dims[1:]
     if op == "Conv":
-        weight = n.ins[1] if len(n.ins) > 1 else None
-        if not isinstance(weight, _Static) or weight.shape is None or len(weight.shape) != len(dims) + 1:
+        weight = _weight_shape(n, dims)
+        if weight is None:
             return None
-        channels, kernel = weight.shape[0], weight.shape[2:]
-        if "kernel_shape" in attrs and tuple(attrs["kernel_shape"].ints) != kernel:
-            return None
+        channels, kernel = weight[0], weight[2:]
     elif op in ("MaxPool", "AveragePool", "LpPool") and not _int(attrs, "ceil_mode", 0) and "kernel_shape" in attrs:
         channels, kernel = dims[0], tuple(attrs["kernel_shape"].ints)
     else:
         return None
+    window = _window(attrs, kernel, len(spatial))
+    if window is None:
+        return None
+    strides, dilations, pads, auto_pad = window
     k = len(spatial)
-    strides = tuple(attrs["strides"].ints) if "strides" in attrs else (1,) * k
-    dilations = tuple(attrs["dilations"].ints) if "dilations" in attrs else (1,) * k
-    pads = tuple(attrs["pads"].ints) if "pads" in attrs else (0,) * (2 * k)
-    auto_pad = attrs["auto_pad"].s.decode() if "auto_pad" in attrs else "NOTSET"
-    if len(kernel) != k or len(strides) != k or len(dilations) != k or len(pads) != 2 * k:
-        return None
-    if any(v < 1 for v in (*kernel, *strides, *dilations)) or any(p < 0 for p in pads):
-        return None
     out = []
     for i, size in enumerate(spatial):
         reach = dilations[i] * (kernel[i] - 1) + 1  # the input span one output element reads
@@ -386,30 +380,51 @@ def _per_item_dims(n: _Op, x: _Batched) -> tuple[int, ...] | None:
     return (channels, *out)
 
 
+def _weight_shape(n: _Op, dims: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The shape of a (transposed) convolution's constant weights, when it fits the input
+    and the ``kernel_shape`` attribute."""
+    weight = n.ins[1] if len(n.ins) > 1 else None
+    if not isinstance(weight, _Static) or weight.shape is None or len(weight.shape) != len(dims) + 1:
+        return None
+    if "kernel_shape" in n.attrs and tuple(n.attrs["kernel_shape"].ints) != weight.shape[2:]:
+        return None
+    return weight.shape
+
+
+def _window(
+    attrs: dict[str, pb.AttributeProto], kernel: tuple[int, ...], k: int
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], str] | None:
+    """A convolution's or pool's strides, dilations, pads and auto_pad over ``k`` spatial
+    axes, with ONNX's defaults; None when they do not fit ``kernel`` or are out of range."""
+    strides = tuple(attrs["strides"].ints) if "strides" in attrs else (1,) * k
+    dilations = tuple(attrs["dilations"].ints) if "dilations" in attrs else (1,) * k
+    pads = tuple(attrs["pads"].ints) if "pads" in attrs else (0,) * (2 * k)
+    auto_pad = attrs["auto_pad"].s.decode() if "auto_pad" in attrs else "NOTSET"
+    if len(kernel) != k or len(strides) != k or len(dilations) != k or len(pads) != 2 * k:
+        return None
+    if any(v < 1 for v in (*kernel, *strides, *dilations)) or any(p < 0 for p in pads):
+        return None
+    return strides, dilations, pads, auto_pad
+
+
 def _conv_transpose_dims(n: _Op, dims: tuple[int, ...]) -> tuple[int, ...] | None:
     """ConvTranspose's row dimensions, as the ONNX operator definition gives them:
     ``stride * (in - 1) + output_padding + dilation * (kernel - 1) + 1 - pads``, ``in *
     stride`` with a SAME ``auto_pad``, or its ``output_shape``."""
     attrs, spatial = n.attrs, dims[1:]
-    weight = n.ins[1] if len(n.ins) > 1 else None
-    if not isinstance(weight, _Static) or weight.shape is None or len(weight.shape) != len(dims) + 1:
+    weight = _weight_shape(n, dims)
+    if weight is None:
         return None
-    channels, kernel = weight.shape[1] * _int(attrs, "group", 1), weight.shape[2:]
+    channels, kernel = weight[1] * _int(attrs, "group", 1), weight[2:]
     k = len(spatial)
-    if "kernel_shape" in attrs and tuple(attrs["kernel_shape"].ints) != kernel:
-        return None
     if "output_shape" in attrs:
         shape = tuple(attrs["output_shape"].ints)
         return (channels, *shape) if len(shape) == k and all(d >= 1 for d in shape) else None
-    strides = tuple(attrs["strides"].ints) if "strides" in attrs else (1,) * k
-    dilations = tuple(attrs["dilations"].ints) if "dilations" in attrs else (1,) * k
-    pads = tuple(attrs["pads"].ints) if "pads" in attrs else (0,) * (2 * k)
+    window = _window(attrs, kernel, k)
     extra = tuple(attrs["output_padding"].ints) if "output_padding" in attrs else (0,) * k
-    auto_pad = attrs["auto_pad"].s.decode() if "auto_pad" in attrs else "NOTSET"
-    if len(strides) != k or len(dilations) != k or len(pads) != 2 * k or len(extra) != k:
+    if window is None or len(extra) != k or any(v < 0 for v in extra):
         return None
-    if any(v < 1 for v in (*kernel, *strides, *dilations)) or any(v < 0 for v in (*pads, *extra)):
-        return None
+    strides, dilations, pads, auto_pad = window
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         out = [size * strides[i] for i, size in enumerate(spatial)]
     elif auto_pad in ("NOTSET", "VALID"):
